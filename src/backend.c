@@ -1,0 +1,231 @@
+/*
+ * backend.c: resolving and connecting to the plaintext service.
+ *
+ * Resolution happens before privileges are dropped (after a chroot, names
+ * and services cannot be looked up); the connection is made only after the
+ * handshake succeeded, so scanners and broken clients never reach the MTA.
+ */
+#include "config.h"
+
+#include "backend.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+static bool valid_port(const char *p)
+{
+    if (*p == '\0')
+        return false;
+    for (; *p != '\0'; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '_'))
+            return false;
+    return true;
+}
+
+static int copy(char *dst, size_t len, const char *src, size_t n)
+{
+    if (n >= len)
+        return -1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+int backend_split(const char *spec, char *host, size_t hostlen, char *port, size_t portlen,
+                  char *err, size_t errlen)
+{
+    const char *colon;
+
+    host[0] = port[0] = '\0';
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, errlen, "-r %s: expected [ADDRESS]:PORT", spec);
+            return -1;
+        }
+        if (copy(host, hostlen, spec + 1, (size_t)(close - spec - 1)) < 0 ||
+            copy(port, portlen, close + 2, strlen(close + 2)) < 0)
+            goto too_long;
+    } else if ((colon = strrchr(spec, ':')) != NULL) {
+        if (copy(host, hostlen, spec, (size_t)(colon - spec)) < 0 ||
+            copy(port, portlen, colon + 1, strlen(colon + 1)) < 0)
+            goto too_long;
+    } else if (copy(port, portlen, spec, strlen(spec)) < 0) {
+        goto too_long;
+    }
+    if (!valid_port(port)) {
+        snprintf(err, errlen, "-r %s: '%s' is not a port number or service name", spec, port);
+        return -1;
+    }
+    return 0;
+too_long:
+    snprintf(err, errlen, "-r %s: too long", spec);
+    return -1;
+}
+
+static int resolve(const char *host, const char *port, int flags, int family,
+                   struct addrinfo **res, const char *what, char *err, size_t errlen)
+{
+    struct addrinfo hints;
+    int r;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = flags;
+    r = getaddrinfo(host, port, &hints, res);
+    if (r == 0)
+        return 0;
+    snprintf(err, errlen, "%s: %s", what, gai_strerror(r));
+    return (r == EAI_AGAIN || r == EAI_FAIL || r == EAI_MEMORY || r == EAI_SYSTEM)
+               ? EX_UNAVAILABLE
+               : EX_CONFIG;
+}
+
+int backend_resolve(const struct config *cfg, struct backend *b, char *err, size_t errlen)
+{
+    char host[256], port[64];
+    int r;
+
+    memset(b, 0, sizeof *b);
+    if (cfg->connect[0] == '/') {
+        if (strlen(cfg->connect) >= sizeof b->un.sun_path) {
+            snprintf(err, errlen, "-r %s: Unix socket path too long", cfg->connect);
+            return EX_CONFIG;
+        }
+        b->is_unix = true;
+        b->un.sun_family = AF_UNIX;
+        memcpy(b->un.sun_path, cfg->connect, strlen(cfg->connect) + 1);
+        snprintf(b->text, sizeof b->text, "%s", cfg->connect);
+        return 0;
+    }
+    if (backend_split(cfg->connect, host, sizeof host, port, sizeof port, err, errlen) < 0)
+        return EX_CONFIG;
+    /* With no host, getaddrinfo gives the loopback addresses. */
+    r = resolve(host[0] ? host : NULL, port, 0, AF_UNSPEC,
+                &b->ai, cfg->connect, err, errlen);
+    if (r != 0)
+        return r;
+    snprintf(b->text, sizeof b->text, "%s", cfg->connect);
+    if (cfg->bind_addr != NULL)
+        return resolve(cfg->bind_addr, NULL, AI_PASSIVE, AF_UNSPEC, &b->bind_ai,
+                       cfg->bind_addr, err, errlen);
+    return 0;
+}
+
+static void describe(struct backend *b, const struct sockaddr *sa)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        port = ntohs(s4->sin_port);
+        snprintf(b->text, sizeof b->text, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+        port = ntohs(s6->sin6_port);
+        snprintf(b->text, sizeof b->text, "[%s]:%u", host, port);
+    }
+}
+
+/* The -I address of the family of ai, or NULL. */
+static const struct addrinfo *bind_for(const struct backend *b, const struct addrinfo *ai)
+{
+    const struct addrinfo *p;
+
+    for (p = b->bind_ai; p != NULL; p = p->ai_next)
+        if (p->ai_family == ai->ai_family)
+            return p;
+    return NULL;
+}
+
+/* One non-blocking connect bounded by timeout_sec. fd, or -1 with errno. */
+static int connect_one(int family, const struct sockaddr *sa, socklen_t len,
+                       const struct addrinfo *local, unsigned timeout_sec)
+{
+    struct pollfd pfd;
+    socklen_t elen = sizeof(int);
+    int fd, e = 0, n;
+
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (local != NULL && bind(fd, local->ai_addr, local->ai_addrlen) < 0)
+        goto fail;
+    if (connect(fd, sa, len) == 0)
+        return fd;
+    if (errno != EINPROGRESS)
+        goto fail;
+    pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
+    do
+        n = poll(&pfd, 1, (int)(timeout_sec * 1000));
+    while (n < 0 && errno == EINTR);
+    if (n == 0) {
+        errno = ETIMEDOUT;
+        goto fail;
+    }
+    if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0)
+        goto fail;
+    if (e == 0)
+        return fd;
+    errno = e;
+fail:
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+int backend_connect(struct backend *b, unsigned timeout_sec, char *err, size_t errlen)
+{
+    const struct addrinfo *ai;
+    int fd = -1, one = 1;
+
+    if (b->is_unix) {
+        fd = connect_one(AF_UNIX, (const struct sockaddr *)&b->un, sizeof b->un, NULL,
+                         timeout_sec);
+        if (fd < 0)
+            snprintf(err, errlen, "%s", strerror(errno));
+        return fd;
+    }
+    for (ai = b->ai; ai != NULL; ai = ai->ai_next) {
+        const struct addrinfo *local = NULL;
+
+        describe(b, ai->ai_addr);
+        if (b->bind_ai != NULL && (local = bind_for(b, ai)) == NULL) {
+            errno = EAFNOSUPPORT;
+            continue;
+        }
+        fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, local, timeout_sec);
+        if (fd >= 0) {
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            return fd;
+        }
+    }
+    snprintf(err, errlen, "%s", strerror(errno));
+    return -1;
+}
+
+void backend_free(struct backend *b)
+{
+    if (b->ai != NULL)
+        freeaddrinfo(b->ai);
+    if (b->bind_ai != NULL)
+        freeaddrinfo(b->bind_ai);
+    b->ai = b->bind_ai = NULL;
+}

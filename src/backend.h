@@ -1,0 +1,46 @@
+/*
+ * backend.h: the plaintext service behind tlsfilter.
+ */
+#ifndef TLSFILTER_BACKEND_H
+#define TLSFILTER_BACKEND_H
+
+#include <netdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/un.h>
+
+#include "options.h"
+
+struct backend {
+    bool is_unix;
+    struct sockaddr_un un;     /* -r /path */
+    struct addrinfo *ai;       /* -r [HOST:]PORT, resolved */
+    struct addrinfo *bind_ai;  /* -I ADDR, resolved */
+    char text[INET6_ADDRSTRLEN + 112]; /* for the log: the address connected to */
+};
+
+/*
+ * Split -r's argument as stunnel 3 does: "/path" is a Unix socket; "[v6]:port";
+ * otherwise split on the last colon; no colon means a port on the loopback.
+ * host gets "" for the loopback. Returns 0, or -1 with a message in err.
+ */
+int backend_split(const char *spec, char *host, size_t hostlen, char *port, size_t portlen,
+                  char *err, size_t errlen);
+
+/*
+ * Resolve -r and -I (before any chroot: look-ups need /etc). Returns 0,
+ * EX_CONFIG for a name or service that does not exist, or EX_UNAVAILABLE
+ * when the resolver itself failed; a message in err.
+ */
+int backend_resolve(const struct config *cfg, struct backend *b, char *err, size_t errlen);
+
+/*
+ * Connect to the first address that answers within timeout_sec (each),
+ * TCP_NODELAY on. Returns a non-blocking fd, or -1 with a message in err.
+ * b->text names the address connected to, or the last one tried.
+ */
+int backend_connect(struct backend *b, unsigned timeout_sec, char *err, size_t errlen);
+
+void backend_free(struct backend *b);
+
+#endif

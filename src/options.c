@@ -1,0 +1,357 @@
+/*
+ * options.c: stunnel 3 flags and GNU long options into one struct config.
+ *
+ * Options are checked as they are parsed: numbers through strtol with range
+ * checks, unknown flags and flags that make no sense for a per-connection
+ * program refused with a message that names them. Nothing here prints or
+ * exits; main() decides where a message may go (stderr can be the client's
+ * socket).
+ */
+#include "config.h"
+
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+const char options_usage[] =
+    "Usage: tlsfilter [OPTIONS] -r [HOST:]PORT\n"
+    "Run a TLS server handshake on fd 0/1 (started by inetd, xinetd, systemd\n"
+    "or socat), then relay the plaintext to a backend service.\n"
+    "\n"
+    "  -r, --connect [HOST:]PORT|/PATH  backend (PORT may be a service name)\n"
+    "  -I, --bind ADDR          local address for the backend connection\n"
+    "  -p, --cert FILE          key, certificate and chain in one PEM file\n"
+    "                           (default " OPTIONS_DEFAULT_CERT ")\n"
+    "      --key FILE           private key in its own PEM file\n"
+    "  -C, --priority STRING    GnuTLS priority string\n"
+    "  -s, --user USER          run as USER after loading the credentials\n"
+    "  -g, --group GROUP        run as GROUP after loading the credentials\n"
+    "  -N, --service NAME       syslog ident (default tlsfilter)\n"
+    "  -D, --log-level [FACILITY.]LEVEL  syslog facility and level\n"
+    "                           (default daemon.notice)\n"
+    "  -o, --log-file FILE      log to FILE instead of syslog\n"
+    "  -f, --log-stderr         log to stderr (ignored when it is the socket)\n"
+    "      --timeout-handshake SECS  (default 30)\n"
+    "      --timeout-connect SECS    (default 10)\n"
+    "      --timeout-idle SECS       (default 1860)\n"
+    "      --timeout-close SECS      (default 60)\n"
+    "      --check              check the options and credentials, then exit\n"
+    "  -V, --version            print the version and exit\n"
+    "  -h, --help               print this help and exit\n"
+    "\n"
+    "Exit status: 0 ok, 64 usage, 69 backend unavailable, 71 system error,\n"
+    "75 timeout, 76 TLS failure, 77 refused, 78 configuration.\n";
+
+enum {
+    OPT_KEY = 256,
+    OPT_CHECK,
+    OPT_TIMEOUT_HANDSHAKE,
+    OPT_TIMEOUT_CONNECT,
+    OPT_TIMEOUT_IDLE,
+    OPT_TIMEOUT_CLOSE,
+};
+
+static const struct option long_options[] = {
+    {"cert", required_argument, NULL, 'p'},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"connect", required_argument, NULL, 'r'},
+    {"bind", required_argument, NULL, 'I'},
+    {"priority", required_argument, NULL, 'C'},
+    {"service", required_argument, NULL, 'N'},
+    {"log-level", required_argument, NULL, 'D'},
+    {"log-file", required_argument, NULL, 'o'},
+    {"log-stderr", no_argument, NULL, 'f'},
+    {"user", required_argument, NULL, 's'},
+    {"group", required_argument, NULL, 'g'},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"timeout-handshake", required_argument, NULL, OPT_TIMEOUT_HANDSHAKE},
+    {"timeout-connect", required_argument, NULL, OPT_TIMEOUT_CONNECT},
+    {"timeout-idle", required_argument, NULL, OPT_TIMEOUT_IDLE},
+    {"timeout-close", required_argument, NULL, OPT_TIMEOUT_CLOSE},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Short flags: every stunnel 3 flag is listed so that the refusal can name it. */
+static const char short_options[] = "+:p:r:I:C:N:D:o:fs:g:P:Vhd:TlLcA:a:v:t:";
+
+static const struct {
+    const char *name;
+    int value;
+} facilities[] = {
+    {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"cron", LOG_CRON},
+    {"daemon", LOG_DAEMON}, {"ftp", LOG_FTP},           {"kern", LOG_KERN},
+    {"lpr", LOG_LPR},       {"mail", LOG_MAIL},         {"news", LOG_NEWS},
+    {"syslog", LOG_SYSLOG}, {"user", LOG_USER},         {"uucp", LOG_UUCP},
+    {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},     {"local2", LOG_LOCAL2},
+    {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},     {"local5", LOG_LOCAL5},
+    {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+};
+
+static const char *const levels[] = {"emerg",   "alert",  "crit", "err",
+                                     "warning", "notice", "info", "debug"};
+
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A strictly parsed decimal in [min, max]; 0 or -1. */
+static int parse_long(const char *arg, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    if (arg == NULL || *arg == '\0')
+        return -1;
+    errno = 0;
+    v = strtol(arg, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int options_parse_seconds(const char *arg, unsigned *out)
+{
+    long v;
+
+    if (parse_long(arg, 0, 7L * 86400, &v) < 0)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_level(const char *s, int *level)
+{
+    long v;
+    size_t i;
+
+    if (parse_long(s, 0, 7, &v) == 0) {
+        *level = (int)v;
+        return 0;
+    }
+    for (i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (strcasecmp(s, levels[i]) == 0) {
+            *level = (int)i;
+            return 0;
+        }
+    if (strcasecmp(s, "error") == 0) {
+        *level = LOG_ERR;
+        return 0;
+    }
+    if (strcasecmp(s, "warn") == 0) {
+        *level = LOG_WARNING;
+        return 0;
+    }
+    return -1;
+}
+
+int options_parse_log_level(const char *arg, int *facility, int *level)
+{
+    const char *dot = strchr(arg, '.');
+    size_t i;
+
+    if (dot != NULL) {
+        size_t n = (size_t)(dot - arg);
+        for (i = 0; i < sizeof facilities / sizeof facilities[0]; i++)
+            if (strlen(facilities[i].name) == n &&
+                strncasecmp(arg, facilities[i].name, n) == 0)
+                break;
+        if (i == sizeof facilities / sizeof facilities[0])
+            return -1;
+        if (parse_level(dot + 1, level) < 0)
+            return -1;
+        *facility = facilities[i].value;
+        return 0;
+    }
+    return parse_level(arg, level);
+}
+
+static void set_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->cert_file = OPTIONS_DEFAULT_CERT;
+    cfg->priority = OPTIONS_DEFAULT_PRIORITY;
+    cfg->service = "tlsfilter";
+    cfg->log_facility = LOG_DAEMON;
+    cfg->log_level = LOG_NOTICE;
+    cfg->timeout_handshake = 30;
+    cfg->timeout_connect = 10;
+    cfg->timeout_idle = 1860; /* longer than IMAP IDLE's 29 minutes */
+    cfg->timeout_close = 60;
+}
+
+/* A non-empty string without control characters (it may reach a log line). */
+static bool printable(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static const char *flag_name(int c, char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; long_options[i].name != NULL; i++)
+        if (long_options[i].val == c && c >= 256) {
+            snprintf(buf, len, "--%s", long_options[i].name);
+            return buf;
+        }
+    snprintf(buf, len, "-%c", c);
+    return buf;
+}
+
+enum options_result options_parse(int argc, char **argv, struct config *cfg,
+                                  char *errbuf, size_t errlen)
+{
+    enum options_result result = OPTIONS_RUN;
+    char name[32];
+    unsigned *timeout;
+    int c;
+
+    set_defaults(cfg);
+    errbuf[0] = '\0';
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
+        timeout = NULL;
+        switch (c) {
+        case 'p':
+            cfg->cert_file = optarg;
+            break;
+        case OPT_KEY:
+            cfg->key_file = optarg;
+            break;
+        case 'r':
+            cfg->connect = optarg;
+            break;
+        case 'I':
+            cfg->bind_addr = optarg;
+            break;
+        case 'C':
+            cfg->priority = optarg;
+            break;
+        case 'N':
+            cfg->service = optarg;
+            break;
+        case 'D':
+            if (options_parse_log_level(optarg, &cfg->log_facility,
+                                        &cfg->log_level) < 0) {
+                fail(errbuf, errlen,
+                     "-D %s: expected [FACILITY.]LEVEL, such as mail.info or 5",
+                     optarg);
+                return OPTIONS_ERROR;
+            }
+            break;
+        case 'o':
+            cfg->log_file = optarg;
+            break;
+        case 'f':
+            cfg->log_stderr = true;
+            break;
+        case 's':
+            cfg->user = optarg;
+            break;
+        case 'g':
+            cfg->group = optarg;
+            break;
+        case 'P':
+            if (cfg->n_notes < sizeof cfg->notes / sizeof cfg->notes[0])
+                cfg->notes[cfg->n_notes++] =
+                    "-P ignored: a per-connection process writes no pid file";
+            break;
+        case OPT_CHECK:
+            result = OPTIONS_CHECK;
+            break;
+        case OPT_TIMEOUT_HANDSHAKE:
+            timeout = &cfg->timeout_handshake;
+            break;
+        case OPT_TIMEOUT_CONNECT:
+            timeout = &cfg->timeout_connect;
+            break;
+        case OPT_TIMEOUT_IDLE:
+            timeout = &cfg->timeout_idle;
+            break;
+        case OPT_TIMEOUT_CLOSE:
+            timeout = &cfg->timeout_close;
+            break;
+        case 'V':
+            return OPTIONS_VERSION;
+        case 'h':
+            return OPTIONS_HELP;
+        case 'd':
+        case 'T':
+            fail(errbuf, errlen,
+                 "-%c makes no sense for a per-connection program: tlsfilter is "
+                 "started by inetd, xinetd, systemd or socat",
+                 c);
+            return OPTIONS_ERROR;
+        case 'l':
+        case 'L':
+        case 'c':
+        case 'A':
+        case 'a':
+        case 'v':
+        case 't':
+            fail(errbuf, errlen, "-%c is not supported yet by tlsfilter %s", c,
+                 PACKAGE_VERSION);
+            return OPTIONS_ERROR;
+        case ':':
+            fail(errbuf, errlen, "option %s needs an argument",
+                 optopt ? flag_name(optopt, name, sizeof name) : argv[optind - 1]);
+            return OPTIONS_ERROR;
+        default:
+            if (optopt != 0)
+                fail(errbuf, errlen, "unknown option -%c", optopt);
+            else
+                fail(errbuf, errlen, "unknown option %s", argv[optind - 1]);
+            return OPTIONS_ERROR;
+        }
+        if (timeout != NULL && options_parse_seconds(optarg, timeout) < 0) {
+            fail(errbuf, errlen, "%s %s: expected a number of seconds (0-604800)",
+                 flag_name(c, name, sizeof name), optarg);
+            return OPTIONS_ERROR;
+        }
+    }
+    if (optind < argc) {
+        fail(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
+        return OPTIONS_ERROR;
+    }
+    if (cfg->connect == NULL) {
+        fail(errbuf, errlen, "no backend: give -r [HOST:]PORT");
+        return OPTIONS_ERROR;
+    }
+    if (!printable(cfg->connect) || !printable(cfg->service) ||
+        (cfg->bind_addr != NULL && !printable(cfg->bind_addr))) {
+        fail(errbuf, errlen, "empty value or control character in -r, -N or -I");
+        return OPTIONS_ERROR;
+    }
+    if (cfg->timeout_handshake == 0 || cfg->timeout_connect == 0 ||
+        cfg->timeout_idle == 0 || cfg->timeout_close == 0) {
+        fail(errbuf, errlen, "timeouts must be at least 1 second");
+        return OPTIONS_ERROR;
+    }
+    return result;
+}

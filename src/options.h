@@ -1,0 +1,78 @@
+/*
+ * options.h: the one configuration structure, filled from the command line.
+ *
+ * Every other module reads its settings from a struct config handed to it;
+ * nothing reads argv or a global option variable.
+ */
+#ifndef TLSFILTER_OPTIONS_H
+#define TLSFILTER_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+/* The certificate used when -p is not given (Webmin's "compiled-in default"). */
+#define OPTIONS_DEFAULT_CERT SYSCONFDIR "/tlsfilter/tlsfilter.pem"
+
+/*
+ * The default priority: TLS 1.2 and 1.3 only, AEAD ciphers only, ECDHE only
+ * (no RSA key exchange, no finite-field groups: a client offering only
+ * FFDHE8192 would cost the server a CPU-second), X25519 first, and the
+ * server's order wins.
+ */
+#define OPTIONS_DEFAULT_PRIORITY                                              \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                               \
+    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"                \
+    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"                         \
+    ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"              \
+    ":%SERVER_PRECEDENCE"
+
+enum options_result {
+    OPTIONS_RUN,     /* a connection is to be served */
+    OPTIONS_CHECK,   /* --check: validate and exit */
+    OPTIONS_VERSION, /* -V: print the version and exit 0 */
+    OPTIONS_HELP,    /* -h: print the usage and exit 0 */
+    OPTIONS_ERROR    /* usage error: message in errbuf, exit 64 */
+};
+
+struct config {
+    const char *cert_file;   /* -p: key, certificate and chain */
+    const char *key_file;    /* --key: separate private key, or NULL */
+    const char *connect;     /* -r: the backend as written */
+    const char *bind_addr;   /* -I: local address for the backend, or NULL */
+    const char *priority;    /* -C: GnuTLS priority string */
+    const char *service;     /* -N: syslog ident */
+    const char *log_file;    /* -o: log to this file instead of syslog */
+    const char *user;        /* -s */
+    const char *group;       /* -g */
+    int log_facility;        /* -D FACILITY. (LOG_DAEMON) */
+    int log_level;           /* -D LEVEL (LOG_NOTICE) */
+    bool log_stderr;         /* -f */
+    unsigned timeout_handshake; /* seconds */
+    unsigned timeout_connect;
+    unsigned timeout_idle;
+    unsigned timeout_close;
+    const char *notes[4];    /* accepted-but-ignored options, to be logged */
+    size_t n_notes;
+};
+
+/*
+ * Fill *cfg from argv (defaults first). Returns what main() should do; on
+ * OPTIONS_ERROR, errbuf holds a one-line message naming the offending option.
+ * Never prints, never exits: the caller knows whether stderr is safe.
+ */
+enum options_result options_parse(int argc, char **argv, struct config *cfg,
+                                  char *errbuf, size_t errlen);
+
+/* The usage text printed by -h. */
+extern const char options_usage[];
+
+/* Parse "[facility.]level" (names or numbers) as -D takes it. 0 or -1. */
+int options_parse_log_level(const char *arg, int *facility, int *level);
+
+/* Parse a number of seconds (0..86400*7), strictly. 0 or -1. */
+int options_parse_seconds(const char *arg, unsigned *out);
+
+#endif

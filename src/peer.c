@@ -1,0 +1,143 @@
+/*
+ * peer.c: the client side of the connection, as the launcher handed it over.
+ *
+ * inetd, xinetd and systemd give an inet socket on fds 0 and 1 (one socket,
+ * two descriptors); socat gives an AF_UNIX socketpair or two pipes and says
+ * who the client is in its environment. Addresses from the environment are
+ * accepted only as numeric literals, so a launcher's odd value never reaches
+ * a log line or an access rule unchecked.
+ */
+#include "config.h"
+
+#include "peer.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Store a numeric address, unmapping ::ffff:a.b.c.d. Returns false if not numeric. */
+static bool set_addr(struct peer *p, const char *addr)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+
+    if (inet_pton(AF_INET, addr, &a4) == 1) {
+        inet_ntop(AF_INET, &a4, p->addr, sizeof p->addr);
+        return true;
+    }
+    if (inet_pton(AF_INET6, addr, &a6) != 1)
+        return false;
+    if (IN6_IS_ADDR_V4MAPPED(&a6))
+        inet_ntop(AF_INET, &a6.s6_addr[12], p->addr, sizeof p->addr);
+    else
+        inet_ntop(AF_INET6, &a6, p->addr, sizeof p->addr);
+    return true;
+}
+
+static void set_port(struct peer *p, const char *port)
+{
+    char *end;
+    long v;
+
+    p->port[0] = '\0';
+    if (port == NULL || *port == '\0')
+        return;
+    v = strtol(port, &end, 10);
+    if (*end == '\0' && v > 0 && v < 65536)
+        snprintf(p->port, sizeof p->port, "%ld", v);
+}
+
+static bool from_socket(struct peer *p)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN], port[8];
+    const void *a;
+
+    if (getpeername(0, (struct sockaddr *)&ss, &len) < 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+        a = &s4->sin_addr;
+        snprintf(port, sizeof port, "%u", (unsigned)ntohs(s4->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+        a = &s6->sin6_addr;
+        snprintf(port, sizeof port, "%u", (unsigned)ntohs(s6->sin6_port));
+    } else {
+        return false;
+    }
+    if (inet_ntop(ss.ss_family, a, host, sizeof host) == NULL || !set_addr(p, host))
+        return false;
+    set_port(p, port);
+    p->source = "socket";
+    return true;
+}
+
+static bool from_env(struct peer *p, const char *addr_var, const char *port_var)
+{
+    const char *addr = getenv(addr_var);
+
+    if (addr == NULL || !set_addr(p, addr))
+        return false;
+    set_port(p, port_var != NULL ? getenv(port_var) : NULL);
+    p->source = addr_var;
+    return true;
+}
+
+void peer_identify(struct peer *p)
+{
+    struct stat st;
+    int type = 0;
+    socklen_t len = sizeof type;
+
+    memset(p, 0, sizeof *p);
+    p->kind = PEER_OTHER;
+    if (fstat(0, &st) == 0) {
+        if (S_ISFIFO(st.st_mode))
+            p->kind = PEER_PIPES;
+        else if (S_ISSOCK(st.st_mode) &&
+                 getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+            p->kind = PEER_UNIX; /* until getpeername says inet */
+    }
+    if (p->kind == PEER_UNIX && from_socket(p)) {
+        p->kind = PEER_TCP;
+        p->known = true;
+    } else {
+        p->known = from_env(p, "REMOTE_HOST", "REMOTE_PORT") ||
+                   from_env(p, "SOCAT_PEERADDR", "SOCAT_PEERPORT") ||
+                   from_env(p, "TCPREMOTEIP", "TCPREMOTEPORT");
+    }
+    if (!p->known)
+        snprintf(p->text, sizeof p->text, "unknown");
+    else if (strchr(p->addr, ':') != NULL)
+        snprintf(p->text, sizeof p->text, "[%s]:%s", p->addr, p->port[0] ? p->port : "0");
+    else
+        snprintf(p->text, sizeof p->text, "%s:%s", p->addr, p->port[0] ? p->port : "0");
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0)
+        return -1;
+    return (fl & O_NONBLOCK) ? 0 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+int peer_prepare(const struct peer *p)
+{
+    int one = 1;
+
+    if (set_nonblock(0) < 0 || set_nonblock(1) < 0)
+        return -1;
+    if (p->kind == PEER_TCP)
+        (void)setsockopt(1, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return 0;
+}

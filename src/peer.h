@@ -1,0 +1,39 @@
+/*
+ * peer.h: what is on fd 0/1 and who is at the other end.
+ */
+#ifndef TLSFILTER_PEER_H
+#define TLSFILTER_PEER_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+
+enum peer_kind {
+    PEER_TCP,    /* an inet socket: xinetd, inetd, systemd, socat nofork */
+    PEER_UNIX,   /* an AF_UNIX socketpair: socat EXEC: */
+    PEER_PIPES,  /* two pipes: socat EXEC:...,pipes */
+    PEER_OTHER   /* a terminal, a file: works, but nobody's address */
+};
+
+struct peer {
+    enum peer_kind kind;
+    bool known;                    /* addr/port hold a numeric address */
+    const char *source;            /* "socket", or the environment variable */
+    char addr[INET6_ADDRSTRLEN];   /* numeric, IPv4-mapped addresses unmapped */
+    char port[8];                  /* numeric, or "" when the launcher gave none */
+    char text[INET6_ADDRSTRLEN + 12]; /* "1.2.3.4:5", "[::1]:5" or "unknown" */
+};
+
+/*
+ * Find out what fd 0 is and the client's address: from the socket when it
+ * is an inet socket, else from the launcher's environment (REMOTE_HOST,
+ * SOCAT_PEERADDR/SOCAT_PEERPORT, TCPREMOTEIP/TCPREMOTEPORT), accepting only
+ * numeric addresses. Never fails: an unknown peer is "unknown".
+ */
+void peer_identify(struct peer *p);
+
+/*
+ * Make fds 0 and 1 non-blocking and, on TCP, turn Nagle off. 0 or -1.
+ */
+int peer_prepare(const struct peer *p);
+
+#endif

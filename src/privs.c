@@ -1,0 +1,91 @@
+/*
+ * privs.c: setgroups, setgid, setuid and non-dumpable, in that order, in one
+ * audited place. Secrets are loaded before this runs and the network is
+ * touched only after it.
+ */
+#include "config.h"
+
+#include "privs.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+/* A name, or a decimal id. */
+static int lookup_id(const char *name, int is_group, unsigned long *id, unsigned long *gid)
+{
+    char *end;
+    unsigned long v;
+
+    if (is_group) {
+        const struct group *gr = getgrnam(name);
+        if (gr != NULL) {
+            *id = gr->gr_gid;
+            return 0;
+        }
+    } else {
+        const struct passwd *pw = getpwnam(name);
+        if (pw != NULL) {
+            *id = pw->pw_uid;
+            *gid = pw->pw_gid;
+            return 0;
+        }
+    }
+    errno = 0;
+    v = strtoul(name, &end, 10);
+    if (errno != 0 || *name == '\0' || *end != '\0' || v >= (unsigned long)(gid_t)-1)
+        return -1;
+    *id = v;
+    *gid = v;
+    return 0;
+}
+
+int privs_drop(const struct config *cfg, char *err, size_t errlen)
+{
+    unsigned long uid = 0, gid = 0, user_gid = 0;
+    gid_t g;
+
+    if (cfg->user == NULL && cfg->group == NULL)
+        return 0;
+    if (cfg->user != NULL && lookup_id(cfg->user, 0, &uid, &user_gid) < 0) {
+        snprintf(err, errlen, "unknown user '%s'", cfg->user);
+        return -1;
+    }
+    if (cfg->group != NULL) {
+        unsigned long unused;
+        if (lookup_id(cfg->group, 1, &gid, &unused) < 0) {
+            snprintf(err, errlen, "unknown group '%s'", cfg->group);
+            return -1;
+        }
+    } else {
+        gid = user_gid;
+    }
+    g = (gid_t)gid;
+    if (geteuid() == 0 && setgroups(1, &g) < 0) {
+        snprintf(err, errlen, "setgroups(%lu): %s", gid, strerror(errno));
+        return -1;
+    }
+    if (setgid(g) < 0) {
+        snprintf(err, errlen, "setgid(%lu): %s", gid, strerror(errno));
+        return -1;
+    }
+    if (cfg->user != NULL && setuid((uid_t)uid) < 0) {
+        snprintf(err, errlen, "setuid(%lu): %s", uid, strerror(errno));
+        return -1;
+    }
+    /* A dropped process must not be able to regain root. */
+    if (cfg->user != NULL && uid != 0 && setuid(0) == 0) {
+        snprintf(err, errlen, "setuid(0) still works after dropping to %lu", uid);
+        return -1;
+    }
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        snprintf(err, errlen, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,387 @@
+/*
+ * tls.c: credentials, the server session, the handshake and the record
+ * layer. The only caller of gnutls_record_*.
+ *
+ * Start-up is lean because it is paid once per connection: the key is loaded
+ * without GnuTLS's sign-and-verify match check (--check does that once), and
+ * no trust store is loaded. The transport is read()/write() on two fds, so a
+ * socket, a socketpair and a pair of pipes all work. I/O is non-blocking;
+ * the handshake waits in poll() against its own deadline.
+ */
+#include "config.h"
+
+#include "tls.h"
+
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct tls {
+    gnutls_session_t session;
+    gnutls_certificate_credentials_t cred;
+    gnutls_priority_t priority;
+    int rfd, wfd;
+    size_t send_pending; /* length passed to the gnutls_record_send that got AGAIN */
+    char error[160];
+    char sni[256];
+};
+
+static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+    return read((int)(intptr_t)p, buf, len);
+}
+
+static ssize_t push(gnutls_transport_ptr_t p, const void *buf, size_t len)
+{
+    return write((int)(intptr_t)p, buf, len);
+}
+
+static int pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
+{
+    struct pollfd pfd = {.fd = (int)(intptr_t)p, .events = POLLIN};
+
+    return poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+}
+
+static int set_error(struct tls *t, const char *what, int ret)
+{
+    if (ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR)
+        snprintf(t->error, sizeof t->error, "%s: %s", what, strerror(errno));
+    else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED || ret == GNUTLS_E_WARNING_ALERT_RECEIVED)
+        snprintf(t->error, sizeof t->error, "%s: alert %s received", what,
+                 gnutls_alert_get_name(gnutls_alert_get(t->session)));
+    else
+        snprintf(t->error, sizeof t->error, "%s: %s", what, gnutls_strerror(ret));
+    return TLS_IO_ERROR;
+}
+
+/* Credentials from -p / --key. Returns a GnuTLS error code. */
+static int load_credentials(const struct config *cfg, gnutls_certificate_credentials_t *cred,
+                            bool check_match)
+{
+    int ret = gnutls_certificate_allocate_credentials(cred);
+
+    if (ret < 0)
+        return ret;
+    if (!check_match)
+        gnutls_certificate_set_flags(*cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
+    ret = gnutls_certificate_set_x509_key_file2(
+        *cred, cfg->cert_file, cfg->key_file ? cfg->key_file : cfg->cert_file,
+        GNUTLS_X509_FMT_PEM, NULL, 0);
+    return ret < 0 ? ret : 0;
+}
+
+struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen)
+{
+    struct tls *t = calloc(1, sizeof *t);
+    const char *errpos = NULL;
+    int ret;
+
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->rfd = rfd;
+    t->wfd = wfd;
+    ret = load_credentials(cfg, &t->cred, false);
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot load %s%s%s: %s", cfg->cert_file,
+                 cfg->key_file ? " with key " : "", cfg->key_file ? cfg->key_file : "",
+                 gnutls_strerror(ret));
+        goto fail;
+    }
+    ret = gnutls_priority_init(&t->priority, cfg->priority, &errpos);
+    if (ret < 0) {
+        snprintf(err, errlen, "bad priority string at '%.40s': %s", errpos ? errpos : "",
+                 gnutls_strerror(ret));
+        goto fail;
+    }
+    ret = gnutls_init(&t->session, GNUTLS_SERVER);
+    if (ret >= 0)
+        ret = gnutls_priority_set(t->session, t->priority);
+    if (ret >= 0)
+        ret = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, t->cred);
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot set up the TLS session: %s", gnutls_strerror(ret));
+        goto fail;
+    }
+    gnutls_transport_set_ptr2(t->session, (gnutls_transport_ptr_t)(intptr_t)rfd,
+                              (gnutls_transport_ptr_t)(intptr_t)wfd);
+    gnutls_transport_set_pull_function(t->session, pull);
+    gnutls_transport_set_pull_timeout_function(t->session, pull_timeout);
+    gnutls_transport_set_push_function(t->session, push);
+    /* Our own deadline, enforced in tls_handshake(), is the only one. */
+    gnutls_handshake_set_timeout(t->session, 0);
+    return t;
+fail:
+    tls_free(t);
+    return NULL;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
+{
+    long long deadline = now_ms() + (long long)timeout_sec * 1000;
+    int ret;
+
+    for (;;) {
+        ret = gnutls_handshake(t->session);
+        if (ret == 0)
+            return TLS_HANDSHAKE_OK;
+        if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
+            struct pollfd pfd;
+            long long left = deadline - now_ms();
+            int n;
+
+            if (gnutls_record_get_direction(t->session) == 1)
+                pfd = (struct pollfd){.fd = t->wfd, .events = POLLOUT};
+            else
+                pfd = (struct pollfd){.fd = t->rfd, .events = POLLIN};
+            n = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+            if (n == 0) {
+                snprintf(t->error, sizeof t->error, "no handshake within %u seconds",
+                         timeout_sec);
+                return TLS_HANDSHAKE_TIMEOUT;
+            }
+            continue;
+        }
+        if (!gnutls_error_is_fatal(ret))
+            continue;
+        set_error(t, "handshake", ret);
+        /* Tell the client why, in a TLS alert: never in clear text. */
+        gnutls_alert_send_appropriate(t->session, ret);
+        return TLS_HANDSHAKE_FAILED;
+    }
+}
+
+ssize_t tls_read(struct tls *t, void *buf, size_t len)
+{
+    ssize_t r;
+
+    for (;;) {
+        r = gnutls_record_recv(t->session, buf, len);
+        if (r >= 0)
+            return r;
+        switch (r) {
+        case GNUTLS_E_AGAIN:
+            return TLS_IO_AGAIN;
+        case GNUTLS_E_INTERRUPTED:
+        case GNUTLS_E_WARNING_ALERT_RECEIVED:
+            continue;
+        case GNUTLS_E_PREMATURE_TERMINATION:
+            snprintf(t->error, sizeof t->error, "closed without close_notify");
+            return TLS_IO_EOF;
+        case GNUTLS_E_REHANDSHAKE:
+            /* TLS 1.2 renegotiation: refused, and the connection ends. */
+            gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_NO_RENEGOTIATION);
+            snprintf(t->error, sizeof t->error, "renegotiation refused");
+            return TLS_IO_ERROR;
+        default:
+            if (!gnutls_error_is_fatal((int)r))
+                continue;
+            return set_error(t, "read", (int)r);
+        }
+    }
+}
+
+ssize_t tls_write(struct tls *t, const void *buf, size_t len)
+{
+    ssize_t r;
+
+    /* After GNUTLS_E_AGAIN, GnuTLS wants the same call again. */
+    if (t->send_pending > 0 && len > t->send_pending)
+        len = t->send_pending;
+    do
+        r = gnutls_record_send(t->session, buf, len);
+    while (r == GNUTLS_E_INTERRUPTED);
+    if (r == GNUTLS_E_AGAIN) {
+        t->send_pending = len;
+        return TLS_IO_AGAIN;
+    }
+    t->send_pending = 0;
+    if (r < 0)
+        return set_error(t, "write", (int)r);
+    return r;
+}
+
+int tls_close_write(struct tls *t)
+{
+    int r;
+
+    do
+        r = gnutls_bye(t->session, GNUTLS_SHUT_WR);
+    while (r == GNUTLS_E_INTERRUPTED);
+    if (r == GNUTLS_E_AGAIN)
+        return TLS_IO_AGAIN;
+    if (r < 0)
+        return set_error(t, "close_notify", r);
+    return 0;
+}
+
+bool tls_pending(struct tls *t)
+{
+    return gnutls_record_check_pending(t->session) > 0;
+}
+
+bool tls_wants_write(struct tls *t)
+{
+    return gnutls_record_get_direction(t->session) == 1;
+}
+
+const char *tls_error(const struct tls *t)
+{
+    return t->error[0] ? t->error : "unknown error";
+}
+
+const char *tls_version(struct tls *t)
+{
+    const char *s = gnutls_protocol_get_name(gnutls_protocol_get_version(t->session));
+
+    return s ? s : "-";
+}
+
+const char *tls_cipher(struct tls *t)
+{
+    const char *s = gnutls_cipher_get_name(gnutls_cipher_get(t->session));
+
+    return s ? s : "-";
+}
+
+const char *tls_server_name(struct tls *t)
+{
+    size_t len = sizeof t->sni - 1;
+    unsigned int type;
+
+    if (gnutls_server_name_get(t->session, t->sni, &len, &type, 0) < 0 ||
+        type != GNUTLS_NAME_DNS)
+        return NULL;
+    t->sni[sizeof t->sni - 1] = '\0';
+    return t->sni;
+}
+
+void tls_free(struct tls *t)
+{
+    if (t == NULL)
+        return;
+    if (t->session)
+        gnutls_deinit(t->session);
+    if (t->priority)
+        gnutls_priority_deinit(t->priority);
+    if (t->cred)
+        gnutls_certificate_free_credentials(t->cred);
+    free(t);
+}
+
+/* --check ------------------------------------------------------------------ */
+
+static void print_time(FILE *out, const char *label, time_t when)
+{
+    struct tm tm;
+    char buf[32] = "?";
+
+    if (gmtime_r(&when, &tm) != NULL)
+        strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+    fprintf(out, "%s %s", label, buf);
+}
+
+/* Check each certificate of the file: validity period and chain order. */
+static int check_chain(const char *file, FILE *out)
+{
+    gnutls_datum_t data = {NULL, 0};
+    gnutls_x509_crt_t *crts = NULL;
+    unsigned int n = 0, i;
+    time_t now = time(NULL);
+    int bad = 0, ret;
+
+    ret = gnutls_load_file(file, &data);
+    if (ret >= 0)
+        ret = gnutls_x509_crt_list_import2(&crts, &n, &data, GNUTLS_X509_FMT_PEM, 0);
+    gnutls_free(data.data);
+    if (ret < 0 || n == 0) {
+        fprintf(out, "error: %s: no certificate: %s\n", file,
+                ret < 0 ? gnutls_strerror(ret) : "none found");
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        gnutls_datum_t dn = {NULL, 0};
+        time_t from = gnutls_x509_crt_get_activation_time(crts[i]);
+        time_t until = gnutls_x509_crt_get_expiration_time(crts[i]);
+        const char *state = "ok";
+
+        if (until != (time_t)-1 && until < now) {
+            state = "error: expired";
+            bad = -1;
+        } else if (from != (time_t)-1 && from > now) {
+            state = "error: not yet valid";
+            bad = -1;
+        }
+        gnutls_x509_crt_get_dn3(crts[i], &dn, 0);
+        fprintf(out, "%s: certificate %u: %s, ", state, i,
+                dn.data ? (const char *)dn.data : "?");
+        print_time(out, "valid until", until);
+        fputc('\n', out);
+        gnutls_free(dn.data);
+        if (i + 1 < n && !gnutls_x509_crt_check_issuer(crts[i], crts[i + 1])) {
+            fprintf(out,
+                    "error: certificate %u is not issued by certificate %u: the chain "
+                    "must go from the server's certificate up towards the root\n",
+                    i, i + 1);
+            bad = -1;
+        }
+    }
+    for (i = 0; i < n; i++)
+        gnutls_x509_crt_deinit(crts[i]);
+    gnutls_free(crts);
+    return bad;
+}
+
+int tls_check(const struct config *cfg, FILE *out)
+{
+    gnutls_certificate_credentials_t cred = NULL;
+    gnutls_priority_t prio = NULL;
+    const char *errpos = NULL;
+    int bad = 0, ret;
+
+    ret = load_credentials(cfg, &cred, true);
+    if (ret == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
+        fprintf(out, "error: the private key does not match the certificate in %s\n",
+                cfg->cert_file);
+        bad = -1;
+    } else if (ret < 0) {
+        fprintf(out, "error: cannot load %s%s%s: %s\n", cfg->cert_file,
+                cfg->key_file ? " with key " : "", cfg->key_file ? cfg->key_file : "",
+                gnutls_strerror(ret));
+        bad = -1;
+    } else {
+        fprintf(out, "ok: key and certificate match in %s%s%s\n", cfg->cert_file,
+                cfg->key_file ? " and " : "", cfg->key_file ? cfg->key_file : "");
+    }
+    if (cred != NULL)
+        gnutls_certificate_free_credentials(cred);
+    if (check_chain(cfg->cert_file, out) < 0)
+        bad = -1;
+    ret = gnutls_priority_init(&prio, cfg->priority, &errpos);
+    if (ret < 0) {
+        fprintf(out, "error: bad priority string at '%.40s': %s\n", errpos ? errpos : "",
+                gnutls_strerror(ret));
+        bad = -1;
+    } else {
+        gnutls_priority_deinit(prio);
+        fprintf(out, "ok: priority string\n");
+    }
+    return bad;
+}

@@ -1,0 +1,79 @@
+/*
+ * tls.h: the TLS side of one connection. The only module that talks to
+ * GnuTLS; the record layer is hidden behind the same small return
+ * convention the plain-fd helpers of relay.c use.
+ */
+#ifndef TLSFILTER_TLS_H
+#define TLSFILTER_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "options.h"
+
+/* Return values of tls_read(), tls_write() and tls_close_write(), besides >= 0. */
+#define TLS_IO_AGAIN (-1)  /* wait for tls_wants_write() ? fd 1 writable : fd 0 readable */
+#define TLS_IO_EOF (-2)    /* the peer's TCP closed without close_notify */
+#define TLS_IO_ERROR (-3)  /* fatal: tls_error() says why */
+
+enum tls_handshake_result { TLS_HANDSHAKE_OK, TLS_HANDSHAKE_FAILED, TLS_HANDSHAKE_TIMEOUT };
+
+struct tls;
+
+/*
+ * Load the credentials and the priority string for a server session on
+ * rfd/wfd, cheaply: no key/certificate match signature, no trust store.
+ * Returns NULL with a message in err on failure (a configuration error).
+ */
+struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen);
+
+/*
+ * --check: load everything as tls_new() does and, in addition, check that
+ * the key matches the certificate, the chain is in order and every
+ * certificate is within its validity period. Writes one line per finding to
+ * out. Returns 0 when all is well.
+ */
+int tls_check(const struct config *cfg, FILE *out);
+
+/*
+ * Run the server handshake with non-blocking I/O until done, failed, or
+ * timeout_sec seconds have passed. On failure, tls_error() says why.
+ */
+enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec);
+
+/*
+ * Decrypted bytes into buf: > 0 bytes, 0 at close_notify, or TLS_IO_*.
+ * A renegotiation request is refused with an alert and is TLS_IO_ERROR.
+ */
+ssize_t tls_read(struct tls *t, void *buf, size_t len);
+
+/*
+ * Encrypt and send up to len bytes from buf: > 0 bytes taken, or TLS_IO_*.
+ * After TLS_IO_AGAIN call again with the same buf (at least as many bytes
+ * as before): the record already built is sent first.
+ */
+ssize_t tls_write(struct tls *t, const void *buf, size_t len);
+
+/* Send close_notify (no more data to the client): 0, or TLS_IO_*. */
+int tls_close_write(struct tls *t);
+
+/* True when decrypted bytes wait inside GnuTLS, where poll() cannot see them. */
+bool tls_pending(struct tls *t);
+
+/* After TLS_IO_AGAIN: true when GnuTLS waits to write (poll fd 1 for POLLOUT). */
+bool tls_wants_write(struct tls *t);
+
+/* Why the last call failed, for the log line. */
+const char *tls_error(const struct tls *t);
+
+/* Facts for the log line, valid after the handshake. */
+const char *tls_version(struct tls *t);
+const char *tls_cipher(struct tls *t);
+/* The SNI name the client sent, or NULL. */
+const char *tls_server_name(struct tls *t);
+
+void tls_free(struct tls *t);
+
+#endif
