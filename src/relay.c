@@ -255,5 +255,10 @@ int relay_run(struct tls *t, int cin, int cout, int bfd, unsigned idle_sec,
             c2b.reading = false;
         }
     }
+    /* A side we stopped listening to before it said anything was closed by us. */
+    if (strcmp(res->client, "open") == 0)
+        res->client = "closed";
+    if (strcmp(res->backend, "open") == 0)
+        res->backend = "closed";
     return status;
 }

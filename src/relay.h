@@ -9,8 +9,8 @@
 struct relay_result {
     unsigned long long to_backend; /* plaintext bytes written to the backend */
     unsigned long long to_client;  /* plaintext bytes accepted by TLS for the client */
-    const char *client;  /* how the client side ended: notify, eof, reset, timeout */
-    const char *backend; /* how the backend ended: eof, reset, timeout */
+    const char *client;  /* how the client ended: notify, eof, reset, timeout, closed */
+    const char *backend; /* how the backend ended: eof, reset, timeout, closed */
     const char *end;     /* ok, idle-timeout or close-timeout */
     char detail[160];    /* the error behind a reset, for the log */
 };
