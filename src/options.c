@@ -185,6 +185,12 @@ int options_parse_log_level(const char *arg, int *facility, int *level)
     return parse_level(arg, level);
 }
 
+void options_note(struct config *cfg, const char *note)
+{
+    if (cfg->n_notes < sizeof cfg->notes / sizeof cfg->notes[0])
+        cfg->notes[cfg->n_notes++] = note;
+}
+
 static void set_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -197,6 +203,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout_connect = 10;
     cfg->timeout_idle = 1860; /* longer than IMAP IDLE's 29 minutes */
     cfg->timeout_close = 60;
+    cfg->libwrap = true;
 }
 
 /* A non-empty string without control characters (it may reach a log line). */
@@ -278,9 +285,7 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
             cfg->group = optarg;
             break;
         case 'P':
-            if (cfg->n_notes < sizeof cfg->notes / sizeof cfg->notes[0])
-                cfg->notes[cfg->n_notes++] =
-                    "-P ignored: a per-connection process writes no pid file";
+            options_note(cfg, "-P ignored: a per-connection process writes no pid file");
             break;
         case OPT_CHECK:
             result = OPTIONS_CHECK;

@@ -54,9 +54,25 @@ struct config {
     unsigned timeout_connect;
     unsigned timeout_idle;
     unsigned timeout_close;
-    const char *notes[4];    /* accepted-but-ignored options, to be logged */
+    const char *exec_path;   /* -l / -L: program to start instead of -r */
+    char **exec_argv;        /* its argv (after "--": argv[0] included), or NULL */
+    bool exec_pty;           /* -L: on a pseudo-terminal */
+    bool client_mode;        /* -c: plaintext on fd 0/1, TLS towards -r */
+    const char *server_name; /* --server-name: SNI and name check in client mode */
+    const char *ca_file;     /* -A */
+    const char *ca_dir;      /* -a */
+    int verify_level;        /* -v: 0 none ... 3 */
+    const char *chroot_dir;  /* --chroot */
+    const char *hosts_allow; /* --hosts-allow: libwrap's allow table */
+    const char *hosts_deny;  /* --hosts-deny */
+    bool libwrap;            /* check TCP wrappers (default yes, when built in) */
+    const char *config_file; /* --config or the single argument */
+    const char *notes[16];   /* accepted-but-ignored options, to be logged */
     size_t n_notes;
 };
+
+/* Record a note for the log (an option accepted but without effect here). */
+void options_note(struct config *cfg, const char *note);
 
 /*
  * Fill *cfg from argv (defaults first). Returns what main() should do; on
