@@ -67,6 +67,7 @@ int main(int argc, char **argv)
     struct config cfg;
     struct peer peer;
     struct backend backend;
+    struct relay_end client_end, backend_end;
     struct relay_result res;
     struct timespec start;
     struct tls *tls;
@@ -151,13 +152,15 @@ int main(int argc, char **argv)
         return EX_UNAVAILABLE;
     }
 
-    status = relay_run(tls, 0, 1, bfd, cfg.timeout_idle, cfg.timeout_close, &res);
+    client_end = (struct relay_end){.rfd = 0, .wfd = 1, .tls = tls};
+    backend_end = (struct relay_end){.rfd = bfd, .wfd = bfd};
+    status = relay_run(&client_end, &backend_end, cfg.timeout_idle, cfg.timeout_close, &res);
     log_msg(LOG_NOTICE,
             "event=close peer=%s version=%s cipher=%s sni=%s backend=%s to_backend=%llu "
             "to_client=%llu duration=%.3f client=%s backend=%s end=%s%s%s",
             peer.text, tls_version(tls), tls_cipher(tls),
             log_value(tls_server_name(tls), sni, sizeof sni), backend.text, res.to_backend,
-            res.to_client, seconds_since(&start), res.client, res.backend, res.end,
+            res.to_client, seconds_since(&start), client_end.how, backend_end.how, res.end,
             res.detail[0] ? " reason=" : "",
             res.detail[0] ? log_value(res.detail, reason, sizeof reason) : "");
     return status;

@@ -1,11 +1,13 @@
 /*
  * relay.c: the poll() loop, after OpenBSD netcat's readwrite().
  *
- * One table of four named slots (client in, client out, backend in, backend
- * out), one fixed buffer per direction, and the poll events derived from the
- * buffers' state on every pass. The relay never exits in the middle of a
- * write: a failure closes the affected direction and the exit test at the
- * top of the loop ends it once both directions are closed.
+ * Two ends (client, backend), each plaintext or TLS; one fixed buffer per
+ * direction; one table of four named poll slots whose events are derived
+ * from the buffers' state on every pass. The end_* helpers give plain fds
+ * and TLS sessions one return convention, so the loop does not care which
+ * end speaks TLS. The relay never exits in the middle of a write: a failure
+ * closes what it affects and the exit test at the top of the loop ends it
+ * once both directions are closed.
  */
 #include "config.h"
 
@@ -13,7 +15,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,34 +27,97 @@
 
 enum { POLL_CLIENT_IN, POLL_CLIENT_OUT, POLL_BACKEND_IN, POLL_BACKEND_OUT, POLL_SLOTS };
 
-struct buffer {
+/* One direction: bytes read from `from`, buffered, written to `to`. */
+struct direction {
+    struct relay_end *from, *to;
+    bool reading;           /* `from` may still give bytes */
+    bool writing;           /* `to` is not yet half-closed */
+    bool read_wants_write;  /* a TLS read on `from` waits for from->wfd */
+    unsigned long long *count;
     size_t start, end;
     unsigned char data[BUF_SIZE];
 };
 
-/* One direction: a reader, a buffer, a writer. */
-struct direction {
-    struct buffer buf;
-    bool reading; /* the reader may still give bytes */
-    bool writing; /* the writer is not yet half-closed */
-};
+/* --- the ends: plain fds and TLS behind one convention ------------------ */
 
-static size_t buf_len(const struct buffer *b)
+/* > 0 bytes, 0 at a clean end (FIN, close_notify), or TLS_IO_AGAIN/EOF/ERROR. */
+static ssize_t end_read(struct relay_end *e, void *buf, size_t len, char *err, size_t errlen)
 {
-    return b->end - b->start;
+    ssize_t r;
+
+    if (e->tls != NULL) {
+        r = tls_read(e->tls, buf, len);
+        if (r == TLS_IO_ERROR)
+            snprintf(err, errlen, "%s", tls_error(e->tls));
+        return r;
+    }
+    r = read(e->rfd, buf, len);
+    if (r >= 0)
+        return r;
+    if (errno == EAGAIN || errno == EINTR)
+        return TLS_IO_AGAIN;
+    snprintf(err, errlen, "%s", strerror(errno));
+    return TLS_IO_ERROR;
+}
+
+/* > 0 bytes taken, TLS_IO_AGAIN or TLS_IO_ERROR. */
+static ssize_t end_write(struct relay_end *e, const void *buf, size_t len, char *err,
+                         size_t errlen)
+{
+    ssize_t w;
+
+    if (e->tls != NULL) {
+        w = tls_write(e->tls, buf, len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX);
+        if (w == TLS_IO_ERROR)
+            snprintf(err, errlen, "%s", tls_error(e->tls));
+        return w;
+    }
+    w = write(e->wfd, buf, len);
+    if (w > 0)
+        return w;
+    if (w < 0 && (errno == EAGAIN || errno == EINTR))
+        return TLS_IO_AGAIN;
+    snprintf(err, errlen, "%s", w == 0 ? "wrote nothing" : strerror(errno));
+    return TLS_IO_ERROR;
+}
+
+/*
+ * Half-close towards e: close_notify first where TLS (0 or TLS_IO_AGAIN),
+ * then a FIN. The read and write fds may be one socket, where close(wfd)
+ * would send no FIN while rfd is open, hence shutdown(); pipes get close().
+ */
+static int end_close_write(struct relay_end *e)
+{
+    if (e->tls != NULL && tls_close_write(e->tls) == TLS_IO_AGAIN)
+        return TLS_IO_AGAIN;
+    if (shutdown(e->wfd, SHUT_WR) < 0 && errno == ENOTSOCK)
+        close(e->wfd);
+    return 0;
+}
+
+static bool end_pending(struct relay_end *e)
+{
+    return e->tls != NULL && tls_pending(e->tls);
+}
+
+/* --- buffers ------------------------------------------------------------- */
+
+static size_t buf_len(const struct direction *d)
+{
+    return d->end - d->start;
 }
 
 /* Free space at the end, compacting first when that makes more. */
-static size_t buf_room(struct buffer *b)
+static size_t buf_room(struct direction *d)
 {
-    if (b->start == b->end) {
-        b->start = b->end = 0;
-    } else if (b->start > 0 && b->end == BUF_SIZE) {
-        memmove(b->data, b->data + b->start, b->end - b->start);
-        b->end -= b->start;
-        b->start = 0;
+    if (d->start == d->end) {
+        d->start = d->end = 0;
+    } else if (d->start > 0 && d->end == BUF_SIZE) {
+        memmove(d->data, d->data + d->start, d->end - d->start);
+        d->end -= d->start;
+        d->start = 0;
     }
-    return BUF_SIZE - b->end;
+    return BUF_SIZE - d->end;
 }
 
 static long long now_ms(void)
@@ -64,201 +128,178 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Half-close towards the client. fd 0 and fd 1 may be one socket: close(1)
- * would send no FIN while fd 0 is open, so shutdown(); pipes get close(). */
-static void client_shutdown(int cout)
+/* e is gone both ways (reset, broken TLS): stop reading it, and drop what
+ * was waiting to be written to it. */
+static void end_lost(struct direction *from_e, struct direction *to_e)
 {
-    if (shutdown(cout, SHUT_WR) < 0 && errno == ENOTSOCK)
-        close(cout);
+    from_e->reading = false;
+    to_e->reading = to_e->writing = false;
+    to_e->start = to_e->end = 0;
 }
 
-int relay_run(struct tls *t, int cin, int cout, int bfd, unsigned idle_sec,
+/* Read from d->from into d's buffer while there is room and data. */
+static void pump_in(struct direction *d, struct direction *other, long long *activity,
+                    struct relay_result *res)
+{
+    char err[128];
+
+    d->read_wants_write = false;
+    while (d->reading && buf_room(d) > 0) {
+        ssize_t r = end_read(d->from, d->data + d->end, buf_room(d), err, sizeof err);
+
+        if (r > 0) {
+            d->end += (size_t)r;
+            *activity = now_ms();
+            if (d->from->tls == NULL)
+                break; /* plain read: poll again rather than spin on EAGAIN */
+            continue;
+        }
+        if (r == TLS_IO_AGAIN) {
+            d->read_wants_write = d->from->tls != NULL && tls_wants_write(d->from->tls);
+            return;
+        }
+        d->reading = false;
+        if (r == 0) {
+            d->from->how = d->from->tls != NULL ? "notify" : "eof";
+        } else if (r == TLS_IO_EOF) {
+            d->from->how = "eof";
+        } else {
+            d->from->how = "reset";
+            snprintf(res->detail, sizeof res->detail, "%s", err);
+            end_lost(d, other);
+        }
+    }
+}
+
+/* Write d's buffer to d->to as far as it takes it. */
+static void pump_out(struct direction *d, struct direction *other, long long *activity,
+                     struct relay_result *res)
+{
+    char err[128];
+
+    while (d->writing && buf_len(d) > 0) {
+        ssize_t w = end_write(d->to, d->data + d->start, buf_len(d), err, sizeof err);
+
+        if (w > 0) {
+            d->start += (size_t)w;
+            *d->count += (unsigned long long)w;
+            *activity = now_ms();
+            continue;
+        }
+        if (w == TLS_IO_AGAIN)
+            return;
+        d->to->how = "reset";
+        snprintf(res->detail, sizeof res->detail, "%s", err);
+        end_lost(other, d);
+    }
+}
+
+int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
               unsigned close_sec, struct relay_result *res)
 {
-    /* c2b: client to backend; b2c: backend to client. Static: 128 KiB is
-     * more than a stack frame should hold, and there is one relay. */
+    /* Static: 128 KiB is more than a stack frame should hold; one relay runs. */
     static struct direction c2b, b2c;
+    struct direction *dirs[2] = {&c2b, &b2c};
     struct pollfd pfd[POLL_SLOTS];
-    long long last_activity = now_ms(), one_closed_at = 0;
-    bool read_wants_write = false; /* a TLS read waits for fd 1 to be writable */
-    int status = 0;
+    long long activity = now_ms(), one_closed_at = 0;
+    int status = 0, i;
 
     memset(res, 0, sizeof *res);
-    res->client = res->backend = "open";
     res->end = "ok";
-    c2b.reading = c2b.writing = b2c.reading = b2c.writing = true;
-    c2b.buf.start = c2b.buf.end = b2c.buf.start = b2c.buf.end = 0;
+    client->how = backend->how = "open";
+    c2b = (struct direction){.from = client, .to = backend, .reading = true, .writing = true,
+                             .count = &res->to_backend};
+    b2c = (struct direction){.from = backend, .to = client, .reading = true, .writing = true,
+                             .count = &res->to_client};
 
     for (;;) {
-        bool c2b_done, b2c_done, pending;
+        bool pending = false;
         long long now, deadline;
         int n;
 
-        /* The client is done sending and all of it reached the backend:
-         * tell the backend with a FIN; its reply may still come. */
-        if (!c2b.reading && buf_len(&c2b.buf) == 0 && c2b.writing) {
-            shutdown(bfd, SHUT_WR);
-            c2b.writing = false;
-        }
-        /* The backend is done and all of it reached the client: close_notify,
-         * then a FIN; the client's remaining data may still come. */
-        if (!b2c.reading && buf_len(&b2c.buf) == 0 && b2c.writing) {
-            int r = tls_close_write(t);
-            if (r != TLS_IO_AGAIN) {
-                client_shutdown(cout);
-                b2c.writing = false;
-            }
-        }
+        /* A reader is done and its bytes are all written: half-close the
+         * writer, so the other side sees the end; its reply may still come. */
+        for (i = 0; i < 2; i++)
+            if (!dirs[i]->reading && buf_len(dirs[i]) == 0 && dirs[i]->writing &&
+                end_close_write(dirs[i]->to) == 0)
+                dirs[i]->writing = false;
         /* Both directions closed: the connection is over. */
-        c2b_done = !c2b.reading && !c2b.writing;
-        b2c_done = !b2c.reading && !b2c.writing;
-        if (c2b_done && b2c_done)
+        if (!c2b.reading && !c2b.writing && !b2c.reading && !b2c.writing)
             break;
         /* One direction closed: the other has close_sec seconds left. */
         now = now_ms();
-        if ((c2b_done || b2c_done) && one_closed_at == 0)
+        if (one_closed_at == 0 &&
+            ((!c2b.reading && !c2b.writing) || (!b2c.reading && !b2c.writing)))
             one_closed_at = now;
 
         /* Poll events from buffer state. Decrypted bytes inside GnuTLS are
-         * invisible to poll(): then do not wait at all. */
-        pending = c2b.reading && buf_room(&c2b.buf) > 0 && tls_pending(t);
-        pfd[POLL_CLIENT_IN].fd = cin;
-        pfd[POLL_CLIENT_IN].events =
-            (c2b.reading && buf_room(&c2b.buf) > 0 && !read_wants_write) ? POLLIN : 0;
-        pfd[POLL_CLIENT_OUT].fd = cout;
-        pfd[POLL_CLIENT_OUT].events =
-            (b2c.writing && (buf_len(&b2c.buf) > 0 || !b2c.reading)) || read_wants_write
-                ? POLLOUT
-                : 0;
-        pfd[POLL_BACKEND_IN].fd = bfd;
-        pfd[POLL_BACKEND_IN].events = (b2c.reading && buf_room(&b2c.buf) > 0) ? POLLIN : 0;
-        pfd[POLL_BACKEND_OUT].fd = bfd;
-        pfd[POLL_BACKEND_OUT].events = (c2b.writing && buf_len(&c2b.buf) > 0) ? POLLOUT : 0;
-        for (n = 0; n < POLL_SLOTS; n++) {
-            pfd[n].revents = 0;
-            if (pfd[n].events == 0)
-                pfd[n].fd = -1;
+         * invisible to poll(): when there are some, do not wait at all. */
+        for (i = 0; i < 2; i++) {
+            struct direction *d = dirs[i];
+            bool room = d->reading && buf_room(d) > 0;
+            struct pollfd *in = &pfd[d->from == client ? POLL_CLIENT_IN : POLL_BACKEND_IN];
+            struct pollfd *out = &pfd[d->to == client ? POLL_CLIENT_OUT : POLL_BACKEND_OUT];
+
+            pending |= room && end_pending(d->from);
+            in->fd = d->from->rfd;
+            in->events = room && !d->read_wants_write ? POLLIN : 0;
+            out->fd = d->to->wfd;
+            out->events = d->writing && (buf_len(d) > 0 || !d->reading) ? POLLOUT : 0;
+        }
+        /* A TLS read that waits to write polls its own end's write fd. */
+        if (c2b.read_wants_write)
+            pfd[POLL_CLIENT_OUT].events |= POLLOUT;
+        if (b2c.read_wants_write)
+            pfd[POLL_BACKEND_OUT].events |= POLLOUT;
+        for (i = 0; i < POLL_SLOTS; i++) {
+            pfd[i].revents = 0;
+            if (pfd[i].events == 0)
+                pfd[i].fd = -1;
         }
 
-        deadline = last_activity + (long long)idle_sec * 1000;
-        if (one_closed_at != 0 && one_closed_at + (long long)close_sec * 1000 < deadline)
-            deadline = one_closed_at + (long long)close_sec * 1000;
-        if (pending)
-            n = poll(pfd, POLL_SLOTS, 0);
-        else
-            n = poll(pfd, POLL_SLOTS, deadline > now ? (int)(deadline - now) : 0);
+        /* Idle: nothing moved for idle_sec. Once one direction is closed, the
+         * other may stay silent for close_sec only (an active transfer goes on). */
+        deadline = activity + (long long)idle_sec * 1000;
+        if (one_closed_at != 0) {
+            long long quiet_since = activity > one_closed_at ? activity : one_closed_at;
+            if (quiet_since + (long long)close_sec * 1000 < deadline)
+                deadline = quiet_since + (long long)close_sec * 1000;
+        }
+        n = poll(pfd, POLL_SLOTS, pending ? 0 : deadline > now ? (int)(deadline - now) : 0);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
             snprintf(res->detail, sizeof res->detail, "poll: %s", strerror(errno));
             break;
         }
         /* Nothing moved before the deadline: end, naming the timeout. */
         if (n == 0 && !pending) {
-            bool idle = one_closed_at == 0 ||
-                        last_activity + (long long)idle_sec * 1000 <=
-                            one_closed_at + (long long)close_sec * 1000;
-            res->end = idle ? "idle-timeout" : "close-timeout";
+            res->end = deadline == activity + (long long)idle_sec * 1000 ? "idle-timeout"
+                                                                         : "close-timeout";
             if (c2b.reading)
-                res->client = "timeout";
+                client->how = "timeout";
             if (b2c.reading)
-                res->backend = "timeout";
+                backend->how = "timeout";
             status = EX_TEMPFAIL;
             break;
         }
 
-        /* Client to c2b: decrypt while there is room and GnuTLS has bytes. */
-        if (pending || pfd[POLL_CLIENT_IN].revents ||
-            (read_wants_write && pfd[POLL_CLIENT_OUT].revents)) {
-            read_wants_write = false;
-            while (c2b.reading && buf_room(&c2b.buf) > 0) {
-                ssize_t r = tls_read(t, c2b.buf.data + c2b.buf.end, buf_room(&c2b.buf));
-                if (r > 0) {
-                    c2b.buf.end += (size_t)r;
-                    last_activity = now_ms();
-                    continue;
-                }
-                if (r == TLS_IO_AGAIN) {
-                    read_wants_write = tls_wants_write(t);
-                    break;
-                }
-                c2b.reading = false;
-                if (r == 0) {
-                    res->client = "notify";
-                } else if (r == TLS_IO_EOF) {
-                    res->client = "eof";
-                } else {
-                    /* A broken TLS session can carry nothing either way. */
-                    res->client = "reset";
-                    snprintf(res->detail, sizeof res->detail, "client: %s", tls_error(t));
-                    b2c.writing = b2c.reading = false;
-                    b2c.buf.start = b2c.buf.end = 0;
-                }
-            }
-        }
+        /* Each direction: read what is there, then write what we have. */
+        for (i = 0; i < 2; i++) {
+            struct direction *d = dirs[i], *other = dirs[1 - i];
+            int in = d->from == client ? POLL_CLIENT_IN : POLL_BACKEND_IN;
+            int out = d->from == client ? POLL_CLIENT_OUT : POLL_BACKEND_OUT;
 
-        /* c2b to the backend: write what we have, as much as it takes. */
-        while (c2b.writing && buf_len(&c2b.buf) > 0) {
-            ssize_t w = write(bfd, c2b.buf.data + c2b.buf.start, buf_len(&c2b.buf));
-            if (w > 0) {
-                c2b.buf.start += (size_t)w;
-                res->to_backend += (unsigned long long)w;
-                last_activity = now_ms();
-                continue;
-            }
-            if (w < 0 && (errno == EAGAIN || errno == EINTR))
-                break;
-            /* The backend takes no more: drop this direction. */
-            res->backend = "reset";
-            snprintf(res->detail, sizeof res->detail, "backend: %s", strerror(errno));
-            c2b.writing = c2b.reading = false;
-            c2b.buf.start = c2b.buf.end = 0;
-        }
-
-        /* Backend to b2c. */
-        if (pfd[POLL_BACKEND_IN].revents) {
-            ssize_t r = read(bfd, b2c.buf.data + b2c.buf.end, buf_room(&b2c.buf));
-            if (r > 0) {
-                b2c.buf.end += (size_t)r;
-                last_activity = now_ms();
-            } else if (r == 0) {
-                b2c.reading = false;
-                if (strcmp(res->backend, "open") == 0)
-                    res->backend = "eof";
-            } else if (errno != EAGAIN && errno != EINTR) {
-                b2c.reading = false;
-                res->backend = "reset";
-                snprintf(res->detail, sizeof res->detail, "backend: %s", strerror(errno));
-                /* Nothing can reach a reset backend any more. */
-                c2b.writing = c2b.reading = false;
-                c2b.buf.start = c2b.buf.end = 0;
-            }
-        }
-
-        /* b2c to the client: one record per call, at most 16 KiB each. */
-        while (b2c.writing && buf_len(&b2c.buf) > 0) {
-            size_t len = buf_len(&b2c.buf);
-            ssize_t w = tls_write(t, b2c.buf.data + b2c.buf.start,
-                                  len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX);
-            if (w > 0) {
-                b2c.buf.start += (size_t)w;
-                res->to_client += (unsigned long long)w;
-                last_activity = now_ms();
-                continue;
-            }
-            if (w == TLS_IO_AGAIN)
-                break;
-            res->client = "reset";
-            snprintf(res->detail, sizeof res->detail, "client: %s", tls_error(t));
-            b2c.writing = b2c.reading = false;
-            b2c.buf.start = b2c.buf.end = 0;
-            c2b.reading = false;
+            if (pfd[in].revents || end_pending(d->from) ||
+                (d->read_wants_write && pfd[out].revents))
+                pump_in(d, other, &activity, res);
+            pump_out(d, other, &activity, res);
         }
     }
     /* A side we stopped listening to before it said anything was closed by us. */
-    if (strcmp(res->client, "open") == 0)
-        res->client = "closed";
-    if (strcmp(res->backend, "open") == 0)
-        res->backend = "closed";
+    if (strcmp(client->how, "open") == 0)
+        client->how = "closed";
+    if (strcmp(backend->how, "open") == 0)
+        backend->how = "closed";
     return status;
 }

@@ -1,31 +1,41 @@
 /*
- * relay.h: moving bytes both ways between the TLS client and the backend.
+ * relay.h: moving bytes both ways between the client and the backend.
  */
 #ifndef TLSFILTER_RELAY_H
 #define TLSFILTER_RELAY_H
 
+#include <stdbool.h>
+
 #include "tls.h"
 
+/*
+ * One end of the relay: a pair of non-blocking fds (one socket twice, or two
+ * pipes), with a TLS session over them or not. In server mode the client is
+ * the TLS end; in client mode (-c) the backend is.
+ */
+struct relay_end {
+    int rfd, wfd;
+    struct tls *tls;  /* NULL: plaintext */
+    const char *how;  /* out: how it ended: notify, eof, reset, timeout, closed */
+};
+
 struct relay_result {
-    unsigned long long to_backend; /* plaintext bytes written to the backend */
-    unsigned long long to_client;  /* plaintext bytes accepted by TLS for the client */
-    const char *client;  /* how the client ended: notify, eof, reset, timeout, closed */
-    const char *backend; /* how the backend ended: eof, reset, timeout, closed */
-    const char *end;     /* ok, idle-timeout or close-timeout */
-    char detail[160];    /* the error behind a reset, for the log */
+    unsigned long long to_backend; /* plaintext bytes accepted by the backend side */
+    unsigned long long to_client;  /* plaintext bytes accepted by the client side */
+    const char *end;               /* ok, idle-timeout or close-timeout */
+    char detail[160];              /* the error behind a reset, for the log */
 };
 
 /*
- * Relay between the TLS session on fds cin/cout and the backend socket bfd
- * (all non-blocking) until both directions are closed: a direction closes
- * when its reader saw the end and its buffer is written out, and then its
- * writer is half-closed (shutdown(SHUT_WR) on the backend; close_notify and
- * shutdown(SHUT_WR) towards the client). Ends early after idle_sec seconds
- * without a byte moving, or close_sec seconds after one direction closed
- * while the other stays open. Memory is bounded by two fixed buffers.
+ * Relay between client and backend until both directions are closed: a
+ * direction closes when its reader saw the end and its buffer is written
+ * out, and then its writer is half-closed (close_notify where TLS, then
+ * shutdown(SHUT_WR)). Ends early after idle_sec seconds without a byte
+ * moving, or close_sec seconds after one direction closed while the other
+ * stays open. Memory is bounded by two fixed buffers.
  * Returns 0, or EX_TEMPFAIL when a timeout ended the relay.
  */
-int relay_run(struct tls *t, int cin, int cout, int bfd, unsigned idle_sec,
+int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
               unsigned close_sec, struct relay_result *res);
 
 #endif
