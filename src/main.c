@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "backend.h"
 #include "log.h"
 #include "options.h"
@@ -71,7 +72,7 @@ int main(int argc, char **argv)
     struct relay_result res;
     struct timespec start;
     struct tls *tls;
-    char err[512], sni[300], reason[400];
+    char err[512], sni[300], reason[400], service[128];
     size_t i;
     int bfd, status;
 
@@ -109,7 +110,13 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
 
+    /* Who is calling, and may they? Refused clients get no TLS byte. */
     peer_identify(&peer);
+    if (!access_allowed(&cfg, &peer, access_service(&cfg, service, sizeof service))) {
+        log_msg(LOG_WARNING, "event=refused peer=%s service=%s reason=tcp-wrappers", peer.text,
+                log_value(service, reason, sizeof reason));
+        return EX_NOPERM;
+    }
     status = backend_resolve(&cfg, &backend, err, sizeof err);
     if (status != 0) {
         log_msg(LOG_ERR, "event=%s peer=%s reason=%s",

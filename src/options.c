@@ -34,6 +34,9 @@ const char options_usage[] =
     "  -C, --priority STRING    GnuTLS priority string\n"
     "  -s, --user USER          run as USER after loading the credentials\n"
     "  -g, --group GROUP        run as GROUP after loading the credentials\n"
+    "      --chroot DIR         change root to DIR after loading the credentials\n"
+    "      --hosts-allow FILE   TCP wrappers allow table (default /etc/hosts.allow)\n"
+    "      --hosts-deny FILE    TCP wrappers deny table (default /etc/hosts.deny)\n"
     "  -N, --service NAME       syslog ident (default tlsfilter)\n"
     "  -D, --log-level [FACILITY.]LEVEL  syslog facility and level\n"
     "                           (default daemon.notice)\n"
@@ -57,6 +60,9 @@ enum {
     OPT_TIMEOUT_CONNECT,
     OPT_TIMEOUT_IDLE,
     OPT_TIMEOUT_CLOSE,
+    OPT_CHROOT,
+    OPT_HOSTS_ALLOW,
+    OPT_HOSTS_DENY,
 };
 
 static const struct option long_options[] = {
@@ -72,6 +78,9 @@ static const struct option long_options[] = {
     {"user", required_argument, NULL, 's'},
     {"group", required_argument, NULL, 'g'},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"chroot", required_argument, NULL, OPT_CHROOT},
+    {"hosts-allow", required_argument, NULL, OPT_HOSTS_ALLOW},
+    {"hosts-deny", required_argument, NULL, OPT_HOSTS_DENY},
     {"timeout-handshake", required_argument, NULL, OPT_TIMEOUT_HANDSHAKE},
     {"timeout-connect", required_argument, NULL, OPT_TIMEOUT_CONNECT},
     {"timeout-idle", required_argument, NULL, OPT_TIMEOUT_IDLE},
@@ -262,6 +271,20 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
             break;
         case 'N':
             cfg->service = optarg;
+            cfg->service_set = true;
+            break;
+        case OPT_CHROOT:
+            if (optarg[0] != '/') {
+                fail(errbuf, errlen, "--chroot %s: must be an absolute path", optarg);
+                return OPTIONS_ERROR;
+            }
+            cfg->chroot_dir = optarg;
+            break;
+        case OPT_HOSTS_ALLOW:
+            cfg->hosts_allow = optarg;
+            break;
+        case OPT_HOSTS_DENY:
+            cfg->hosts_deny = optarg;
             break;
         case 'D':
             if (options_parse_log_level(optarg, &cfg->log_facility,

@@ -43,7 +43,8 @@ struct config {
     const char *connect;     /* -r: the backend as written */
     const char *bind_addr;   /* -I: local address for the backend, or NULL */
     const char *priority;    /* -C: GnuTLS priority string */
-    const char *service;     /* -N: syslog ident */
+    const char *service;     /* -N: syslog ident and TCP wrappers service */
+    bool service_set;        /* -N was given (else libwrap uses stunnel 3's rule) */
     const char *log_file;    /* -o: log to this file instead of syslog */
     const char *user;        /* -s */
     const char *group;       /* -g */

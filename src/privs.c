@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,42 +48,47 @@ static int lookup_id(const char *name, int is_group, unsigned long *id, unsigned
 
 int privs_drop(const struct config *cfg, char *err, size_t errlen)
 {
-    unsigned long uid = 0, gid = 0, user_gid = 0;
+    unsigned long uid = 0, gid = 0, user_gid = 0, unused;
+    bool change_ids = cfg->user != NULL || cfg->group != NULL;
     gid_t g;
 
-    if (cfg->user == NULL && cfg->group == NULL)
-        return 0;
+    /* Names are looked up first: after the chroot, /etc is gone. */
     if (cfg->user != NULL && lookup_id(cfg->user, 0, &uid, &user_gid) < 0) {
         snprintf(err, errlen, "unknown user '%s'", cfg->user);
         return -1;
     }
-    if (cfg->group != NULL) {
-        unsigned long unused;
-        if (lookup_id(cfg->group, 1, &gid, &unused) < 0) {
-            snprintf(err, errlen, "unknown group '%s'", cfg->group);
+    if (cfg->group != NULL && lookup_id(cfg->group, 1, &gid, &unused) < 0) {
+        snprintf(err, errlen, "unknown group '%s'", cfg->group);
+        return -1;
+    }
+    if (cfg->group == NULL)
+        gid = user_gid;
+    if (cfg->chroot_dir != NULL && (chroot(cfg->chroot_dir) < 0 || chdir("/") < 0)) {
+        snprintf(err, errlen, "chroot %s: %s", cfg->chroot_dir, strerror(errno));
+        return -1;
+    }
+    if (change_ids) {
+        g = (gid_t)gid;
+        if (geteuid() == 0 && setgroups(1, &g) < 0) {
+            snprintf(err, errlen, "setgroups(%lu): %s", gid, strerror(errno));
             return -1;
         }
-    } else {
-        gid = user_gid;
+        if (setgid(g) < 0) {
+            snprintf(err, errlen, "setgid(%lu): %s", gid, strerror(errno));
+            return -1;
+        }
+        if (cfg->user != NULL && setuid((uid_t)uid) < 0) {
+            snprintf(err, errlen, "setuid(%lu): %s", uid, strerror(errno));
+            return -1;
+        }
+        /* A dropped process must not be able to regain root. */
+        if (cfg->user != NULL && uid != 0 && setuid(0) == 0) {
+            snprintf(err, errlen, "setuid(0) still works after dropping to %lu", uid);
+            return -1;
+        }
     }
-    g = (gid_t)gid;
-    if (geteuid() == 0 && setgroups(1, &g) < 0) {
-        snprintf(err, errlen, "setgroups(%lu): %s", gid, strerror(errno));
-        return -1;
-    }
-    if (setgid(g) < 0) {
-        snprintf(err, errlen, "setgid(%lu): %s", gid, strerror(errno));
-        return -1;
-    }
-    if (cfg->user != NULL && setuid((uid_t)uid) < 0) {
-        snprintf(err, errlen, "setuid(%lu): %s", uid, strerror(errno));
-        return -1;
-    }
-    /* A dropped process must not be able to regain root. */
-    if (cfg->user != NULL && uid != 0 && setuid(0) == 0) {
-        snprintf(err, errlen, "setuid(0) still works after dropping to %lu", uid);
-        return -1;
-    }
+    /* No core dumps and no ptrace by other processes of the same user: the
+     * process holds the private key. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
         snprintf(err, errlen, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
         return -1;

@@ -9,9 +9,9 @@
 #include "options.h"
 
 /*
- * Switch to cfg->group and cfg->user (names or numbers; -s alone takes the
- * user's primary group), drop supplementary groups and mark the process
- * non-dumpable. Called after the secrets are loaded and before a byte is
+ * Look up cfg->user and cfg->group (names or numbers; -s alone takes the
+ * user's primary group), chroot to cfg->chroot_dir, drop supplementary
+ * groups, set the group and user, and mark the process non-dumpable. Called after the secrets are loaded and before a byte is
  * read from the client. 0, or -1 with a message in err: a failed drop is
  * fatal.
  */
