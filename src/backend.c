@@ -18,9 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pty.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sysexits.h>
+#include <termios.h>
 #include <unistd.h>
+
+#include "log.h"
 
 static bool valid_port(const char *p)
 {
@@ -125,6 +131,13 @@ int backend_resolve(const struct config *cfg, struct backend *b, char *err, size
     return 0;
 }
 
+int backend_program(const struct config *cfg, struct backend *b)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->text, sizeof b->text, "%s", cfg->exec_path);
+    return 0;
+}
+
 static void describe(struct backend *b, const struct sockaddr *sa)
 {
     char host[INET6_ADDRSTRLEN] = "?";
@@ -219,6 +232,173 @@ int backend_connect(struct backend *b, unsigned timeout_sec, char *err, size_t e
     }
     snprintf(err, errlen, "%s", strerror(errno));
     return -1;
+}
+
+/*
+ * The program's stderr, read by a process of its own and logged line by
+ * line: the relay stays a loop over two ends, and a program that writes a
+ * lot to stderr can never block on it.
+ */
+static int start_stderr_logger(const char *program)
+{
+    char line[512];
+    size_t n = 0;
+    int pfd[2], null;
+    pid_t pid;
+
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -1;
+    pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        close(pfd[0]);
+        return pfd[1];
+    }
+    /* The logger holds nothing of the connection: not the client's socket. */
+    close(pfd[1]);
+    null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+    }
+    for (;;) {
+        char c;
+        ssize_t r = read(pfd[0], &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || c == '\n' || n == sizeof line - 1) {
+            if (n > 0) {
+                char value[sizeof line + 8];
+                line[n] = '\0';
+                log_msg(LOG_NOTICE, "event=program-stderr program=%s line=%s", program,
+                        log_value(line, value, sizeof value));
+                n = 0;
+            }
+            if (r <= 0)
+                _exit(0);
+            if (c != '\n')
+                line[n++] = c;
+            continue;
+        }
+        line[n++] = c;
+    }
+}
+
+/* In the child: the program's fds 0/1 are fd, 2 is errfd, nothing else is open. */
+static void exec_child(const struct config *cfg, int fd, int errfd, char *const *env,
+                       int report)
+{
+    char *const default_argv[] = {(char *)cfg->exec_path, NULL};
+    size_t i;
+    int e;
+
+    /* Without a logger, stderr stays on /dev/null (fd 2 since start-up). */
+    if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || (errfd >= 0 && dup2(errfd, 2) < 0))
+        goto fail;
+    /* The report pipe stays open (close-on-exec) to say why exec failed. */
+    if (report > 3 && dup2(report, 3) < 0)
+        goto fail;
+    fcntl(3, F_SETFD, FD_CLOEXEC);
+    close_range(4, ~0U, 0);
+    for (i = 0; env[i] != NULL; i++)
+        putenv(env[i]);
+    execv(cfg->exec_path, cfg->exec_argv != NULL ? cfg->exec_argv : default_argv);
+fail:
+    e = errno;
+    (void)!write(3, &e, sizeof e);
+    _exit(127);
+}
+
+int backend_spawn(const struct config *cfg, char *const *env, pid_t *pid, char *err,
+                  size_t errlen)
+{
+    const char *name = strrchr(cfg->exec_path, '/') + 1;
+    int sv[2], report[2], errfd, e = 0, ours, theirs;
+    ssize_t r;
+
+    /* The logger first, so that it inherits neither end of the pair. */
+    errfd = start_stderr_logger(name);
+    if (cfg->exec_pty) {
+        struct termios tio;
+        if (openpty(&ours, &theirs, NULL, NULL, NULL) < 0) {
+            snprintf(err, errlen, "openpty: %s", strerror(errno));
+            goto fail_logger;
+        }
+        /* Bytes pass unchanged: no echo, no line discipline. */
+        if (tcgetattr(theirs, &tio) == 0) {
+            cfmakeraw(&tio);
+            tcsetattr(theirs, TCSANOW, &tio);
+        }
+        fcntl(ours, F_SETFD, FD_CLOEXEC);
+        fcntl(theirs, F_SETFD, FD_CLOEXEC);
+    } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(err, errlen, "socketpair: %s", strerror(errno));
+        goto fail_logger;
+    } else {
+        ours = sv[0];
+        theirs = sv[1];
+    }
+    if (pipe2(report, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        close(ours);
+        close(theirs);
+        goto fail_logger;
+    }
+    *pid = fork();
+    if (*pid == 0) {
+        if (cfg->exec_pty) {
+            setsid();
+            ioctl(theirs, TIOCSCTTY, 0);
+        }
+        exec_child(cfg, theirs, errfd, env, report[1]);
+    }
+    e = errno;
+    close(theirs);
+    close(report[1]);
+    if (errfd >= 0)
+        close(errfd);
+    if (*pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(e));
+        close(ours);
+        close(report[0]);
+        return -1;
+    }
+    /* exec succeeded when the close-on-exec report pipe closes unwritten. */
+    do
+        r = read(report[0], &e, sizeof e);
+    while (r < 0 && errno == EINTR);
+    close(report[0]);
+    if (r == (ssize_t)sizeof e) {
+        snprintf(err, errlen, "cannot execute %s: %s", cfg->exec_path, strerror(e));
+        waitpid(*pid, NULL, 0);
+        close(ours);
+        return -1;
+    }
+    fcntl(ours, F_SETFL, fcntl(ours, F_GETFL) | O_NONBLOCK);
+    return ours;
+fail_logger:
+    if (errfd >= 0)
+        close(errfd);
+    return -1;
+}
+
+const char *backend_reap(pid_t pid, char *buf, size_t len)
+{
+    int st;
+
+    if (waitpid(pid, &st, 0) < 0)
+        snprintf(buf, len, "unknown");
+    else if (WIFEXITED(st))
+        snprintf(buf, len, "exit-%d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(buf, len, "signal-%d", WTERMSIG(st));
+    else
+        snprintf(buf, len, "unknown");
+    return buf;
 }
 
 void backend_free(struct backend *b)

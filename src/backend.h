@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include "options.h"
@@ -40,6 +41,24 @@ int backend_resolve(const struct config *cfg, struct backend *b, char *err, size
  * b->text names the address connected to, or the last one tried.
  */
 int backend_connect(struct backend *b, unsigned timeout_sec, char *err, size_t errlen);
+
+/* For -l: b names the program in the log. Returns 0. */
+int backend_program(const struct config *cfg, struct backend *b);
+
+/*
+ * Start cfg->exec_path (argv cfg->exec_argv, or just its path) with an
+ * inetd-like socketpair on its fds 0 and 1 (a pseudo-terminal in raw mode
+ * with -L), its stderr going to the log line by line through a small
+ * logger process (never to the client), no other fd inherited, and env
+ * (NAME=value strings, NULL-terminated) added to its environment. Returns
+ * our end of the pair (non-blocking) with *pid set, or -1 with a message in
+ * err, including when the program cannot be executed.
+ */
+int backend_spawn(const struct config *cfg, char *const *env, pid_t *pid, char *err,
+                  size_t errlen);
+
+/* Reap the program; a one-line description of how it ended in buf. */
+const char *backend_reap(pid_t pid, char *buf, size_t len);
 
 void backend_free(struct backend *b);
 

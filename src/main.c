@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,41 @@ static double seconds_since(const struct timespec *start)
     return (double)(now.tv_sec - start->tv_sec) + (now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/*
+ * The environment of an exec'd program, in the names its peers use:
+ * stunnel's, ucspi-tcp's and mod_ssl's. Only what is known is set.
+ */
+static char **exec_environment(const struct peer *p, struct tls *tls)
+{
+    static char vars[10][INET6_ADDRSTRLEN + 40];
+    static char *env[11];
+    const char *version = tls_version(tls);
+    size_t n = 0;
+
+#define ENV_ADD(...) snprintf(vars[n], sizeof vars[n], __VA_ARGS__), env[n] = vars[n], n++
+    ENV_ADD("PROTO=TCP");
+    if (p->known) {
+        ENV_ADD("REMOTE_HOST=%s", p->addr);
+        ENV_ADD("TCPREMOTEIP=%s", p->addr);
+        if (p->port[0]) {
+            ENV_ADD("REMOTE_PORT=%s", p->port);
+            ENV_ADD("TCPREMOTEPORT=%s", p->port);
+        }
+    }
+    if (p->local_addr[0]) {
+        ENV_ADD("TCPLOCALIP=%s", p->local_addr);
+        if (p->local_port[0])
+            ENV_ADD("TCPLOCALPORT=%s", p->local_port);
+    }
+    /* mod_ssl writes TLSv1.3 where GnuTLS says TLS1.3. */
+    ENV_ADD("SSL_PROTOCOL=%s%s", strncmp(version, "TLS", 3) == 0 ? "TLSv" : "",
+            strncmp(version, "TLS", 3) == 0 ? version + 3 : version);
+    ENV_ADD("SSL_CIPHER=%s", tls_suite(tls));
+#undef ENV_ADD
+    env[n] = NULL;
+    return env;
+}
+
 /* A usage error: the message to stderr if that is not the socket, and to the log. */
 static int usage_error(const struct config *cfg, const char *msg)
 {
@@ -52,7 +88,14 @@ static int check(const struct config *cfg)
     char err[256];
     int bad = tls_check(cfg, stdout);
 
-    if (backend_resolve(cfg, &b, err, sizeof err) != 0) {
+    if (cfg->exec_path != NULL) {
+        if (access(cfg->exec_path, X_OK) < 0) {
+            printf("error: program %s: %s\n", cfg->exec_path, strerror(errno));
+            bad = -1;
+        } else {
+            printf("ok: program %s is executable\n", cfg->exec_path);
+        }
+    } else if (backend_resolve(cfg, &b, err, sizeof err) != 0) {
         printf("error: backend %s\n", err);
         bad = -1;
     } else {
@@ -63,24 +106,181 @@ static int check(const struct config *cfg)
     return bad ? EX_CONFIG : 0;
 }
 
-int main(int argc, char **argv)
-{
+/* One connection: what the steps below hand each other. */
+struct conn {
     struct config cfg;
     struct peer peer;
     struct backend backend;
-    struct relay_end client_end, backend_end;
-    struct relay_result res;
-    struct timespec start;
     struct tls *tls;
-    char err[512], sni[300], reason[400], service[128];
-    size_t i;
-    int bfd, status;
+    int bfd;       /* the backend: socket, socketpair or pty */
+    pid_t program; /* -l: the program's pid */
+    struct timespec start;
+};
 
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    /* A client gone mid-write must be an error return, not a signal. */
+/* Secrets first: credentials are read before anything else happens. */
+static int load_credentials(struct conn *c)
+{
+    char err[512], reason[600], host[256], port[64];
+    const char *name = c->cfg.server_name;
+
+    if (c->cfg.client_mode && name == NULL) {
+        /* The server must prove the name we connect to (or localhost). */
+        if (backend_split(c->cfg.connect, host, sizeof host, port, sizeof port, err,
+                          sizeof err) == 0 && host[0] != '\0')
+            name = host;
+        else
+            name = "localhost";
+    }
+    c->tls = c->cfg.client_mode ? tls_new_client(&c->cfg, name, -1, -1, err, sizeof err)
+                                : tls_new(&c->cfg, 0, 1, err, sizeof err);
+    if (c->tls != NULL)
+        return 0;
+    log_msg(LOG_ERR, "event=config-error reason=%s", log_value(err, reason, sizeof reason));
+    return EX_CONFIG;
+}
+
+/* Who is calling, and may they? A refused client gets no TLS byte. */
+static int check_access(struct conn *c)
+{
+    char service[128], value[160];
+
+    peer_identify(&c->peer);
+    if (access_allowed(&c->cfg, &c->peer, access_service(&c->cfg, service, sizeof service)))
+        return 0;
+    log_msg(LOG_WARNING, "event=refused peer=%s service=%s reason=tcp-wrappers", c->peer.text,
+            log_value(service, value, sizeof value));
+    return EX_NOPERM;
+}
+
+/* Names are resolved before the chroot, where /etc is gone. */
+static int resolve_backend(struct conn *c)
+{
+    char err[512], reason[600];
+    int status = c->cfg.exec_path != NULL
+                     ? backend_program(&c->cfg, &c->backend)
+                     : backend_resolve(&c->cfg, &c->backend, err, sizeof err);
+
+    if (status != 0)
+        log_msg(LOG_ERR, "event=%s peer=%s reason=%s",
+                status == EX_CONFIG ? "config-error" : "backend-failed", c->peer.text,
+                log_value(err, reason, sizeof reason));
+    return status;
+}
+
+/* Then privileges; only then is a byte read from anyone. */
+static int drop_privileges(struct conn *c)
+{
+    char err[512], reason[600];
+
+    if (privs_drop(&c->cfg, err, sizeof err) < 0) {
+        log_msg(LOG_ERR, "event=privilege-error peer=%s reason=%s", c->peer.text,
+                log_value(err, reason, sizeof reason));
+        return EX_OSERR;
+    }
+    if (peer_prepare(&c->peer) < 0) {
+        log_msg(LOG_ERR, "event=system-error peer=%s reason=\"fd 0/1: %s\"", c->peer.text,
+                strerror(errno));
+        return EX_OSERR;
+    }
+    return 0;
+}
+
+static int handshake(struct conn *c)
+{
+    char reason[600];
+
+    switch (tls_handshake(c->tls, c->cfg.timeout_handshake)) {
+    case TLS_HANDSHAKE_OK:
+        return 0;
+    case TLS_HANDSHAKE_TIMEOUT:
+        log_msg(LOG_WARNING, "event=handshake-timeout peer=%s seconds=%u", c->peer.text,
+                c->cfg.timeout_handshake);
+        return EX_TEMPFAIL;
+    case TLS_HANDSHAKE_FAILED:
+    default:
+        log_msg(LOG_WARNING, "event=handshake-failed peer=%s reason=%s", c->peer.text,
+                log_value(tls_error(c->tls), reason, sizeof reason));
+        return EX_PROTOCOL;
+    }
+}
+
+/* Connect to the backend, or start the program. */
+static int open_backend(struct conn *c)
+{
+    char err[512], reason[600];
+
+    if (c->cfg.exec_path != NULL)
+        c->bfd = backend_spawn(&c->cfg, exec_environment(&c->peer, c->tls), &c->program, err,
+                               sizeof err);
+    else
+        c->bfd = backend_connect(&c->backend, c->cfg.timeout_connect, err, sizeof err);
+    if (c->bfd >= 0)
+        return 0;
+    log_msg(LOG_ERR, "event=backend-failed peer=%s backend=%s reason=%s", c->peer.text,
+            c->backend.text, log_value(err, reason, sizeof reason));
+    if (!c->cfg.client_mode)
+        tls_close_write(c->tls);
+    return EX_UNAVAILABLE;
+}
+
+/* Relay until both directions are closed, then the summary line. */
+static int relay(struct conn *c)
+{
+    struct relay_end client = {.rfd = 0, .wfd = 1};
+    struct relay_end backend = {.rfd = c->bfd, .wfd = c->bfd};
+    struct relay_result res;
+    char sni[300], reason[200], program[32];
+    int status;
+
+    if (c->cfg.client_mode)
+        backend.tls = c->tls;
+    else
+        client.tls = c->tls;
+    status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close, &res);
+    log_msg(LOG_NOTICE,
+            "event=close peer=%s version=%s cipher=%s sni=%s backend=%s to_backend=%llu "
+            "to_client=%llu duration=%.3f client=%s backend=%s end=%s%s%s%s%s",
+            c->peer.text, tls_version(c->tls), tls_cipher(c->tls),
+            log_value(c->cfg.client_mode ? NULL : tls_server_name(c->tls), sni, sizeof sni),
+            c->backend.text, res.to_backend, res.to_client, seconds_since(&c->start),
+            client.how, backend.how, res.end, res.detail[0] ? " reason=" : "",
+            res.detail[0] ? log_value(res.detail, reason, sizeof reason) : "",
+            c->program > 0 ? " program=" : "",
+            c->program > 0 ? backend_reap(c->program, program, sizeof program) : "");
+    return status;
+}
+
+/* Client mode: the TLS session runs over the backend socket. */
+static int client_handshake(struct conn *c)
+{
+    tls_attach(c->tls, c->bfd, c->bfd);
+    return handshake(c);
+}
+
+typedef int step_fn(struct conn *);
+
+/* Server mode: only a client that completed the handshake reaches the backend. */
+static step_fn *const server_steps[] = {load_credentials, check_access, resolve_backend,
+                                        drop_privileges,  handshake,    open_backend,
+                                        relay,            NULL};
+/* Client mode (-c): plaintext on fd 0/1, TLS towards the server. */
+static step_fn *const client_steps[] = {load_credentials, check_access,     resolve_backend,
+                                        drop_privileges,  open_backend,     client_handshake,
+                                        relay,            NULL};
+
+int main(int argc, char **argv)
+{
+    static struct conn c;
+    step_fn *const *steps;
+    char err[512];
+    size_t i;
+    int status = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &c.start);
+    /* A peer gone mid-write must be an error return, not a signal. */
     signal(SIGPIPE, SIG_IGN);
 
-    switch (options_parse(argc, argv, &cfg, err, sizeof err)) {
+    switch (options_parse(argc, argv, &c.cfg, err, sizeof err)) {
     case OPTIONS_VERSION:
         printf("tlsfilter %s (stunnel 3.26 compatible)\n"
                "default certificate: %s\n",
@@ -90,85 +290,24 @@ int main(int argc, char **argv)
         fputs(options_usage, stdout);
         return 0;
     case OPTIONS_ERROR:
-        return usage_error(&cfg, err);
+        return usage_error(&c.cfg, err);
     case OPTIONS_CHECK:
-        return check(&cfg);
+        return check(&c.cfg);
     case OPTIONS_RUN:
         break;
     }
-
-    if (log_open(&cfg) < 0)
+    if (log_open(&c.cfg) < 0)
         log_msg(LOG_ERR, "event=config-error reason=\"cannot open log file %s\"",
-                cfg.log_file);
-    for (i = 0; i < cfg.n_notes; i++)
-        log_msg(LOG_NOTICE, "event=note reason=\"%s\"", cfg.notes[i]);
+                c.cfg.log_file);
+    for (i = 0; i < c.cfg.n_notes; i++)
+        log_msg(LOG_NOTICE, "event=note reason=\"%s\"", c.cfg.notes[i]);
 
-    /* Secrets first: credentials are read before anything else happens. */
-    tls = tls_new(&cfg, 0, 1, err, sizeof err);
-    if (tls == NULL) {
-        log_msg(LOG_ERR, "event=config-error reason=%s", log_value(err, reason, sizeof reason));
-        return EX_CONFIG;
+    /* The life of one connection, each step logging its own failure. */
+    steps = c.cfg.client_mode ? client_steps : server_steps;
+    for (i = 0; steps[i] != NULL; i++) {
+        status = steps[i](&c);
+        if (status != 0)
+            break;
     }
-
-    /* Who is calling, and may they? Refused clients get no TLS byte. */
-    peer_identify(&peer);
-    if (!access_allowed(&cfg, &peer, access_service(&cfg, service, sizeof service))) {
-        log_msg(LOG_WARNING, "event=refused peer=%s service=%s reason=tcp-wrappers", peer.text,
-                log_value(service, reason, sizeof reason));
-        return EX_NOPERM;
-    }
-    status = backend_resolve(&cfg, &backend, err, sizeof err);
-    if (status != 0) {
-        log_msg(LOG_ERR, "event=%s peer=%s reason=%s",
-                status == EX_CONFIG ? "config-error" : "backend-failed", peer.text,
-                log_value(err, reason, sizeof reason));
-        return status;
-    }
-
-    /* Then privileges; only then is a byte read from the client. */
-    if (privs_drop(&cfg, err, sizeof err) < 0) {
-        log_msg(LOG_ERR, "event=privilege-error peer=%s reason=%s", peer.text,
-                log_value(err, reason, sizeof reason));
-        return EX_OSERR;
-    }
-    if (peer_prepare(&peer) < 0) {
-        log_msg(LOG_ERR, "event=system-error peer=%s reason=\"cannot set fd 0/1 non-blocking\"",
-                peer.text);
-        return EX_OSERR;
-    }
-
-    switch (tls_handshake(tls, cfg.timeout_handshake)) {
-    case TLS_HANDSHAKE_OK:
-        break;
-    case TLS_HANDSHAKE_TIMEOUT:
-        log_msg(LOG_WARNING, "event=handshake-timeout peer=%s seconds=%u", peer.text,
-                cfg.timeout_handshake);
-        return EX_TEMPFAIL;
-    case TLS_HANDSHAKE_FAILED:
-        log_msg(LOG_WARNING, "event=handshake-failed peer=%s reason=%s", peer.text,
-                log_value(tls_error(tls), reason, sizeof reason));
-        return EX_PROTOCOL;
-    }
-
-    /* Only a client that completed the handshake reaches the backend. */
-    bfd = backend_connect(&backend, cfg.timeout_connect, err, sizeof err);
-    if (bfd < 0) {
-        log_msg(LOG_ERR, "event=backend-failed peer=%s backend=%s reason=%s", peer.text,
-                backend.text, log_value(err, reason, sizeof reason));
-        tls_close_write(tls);
-        return EX_UNAVAILABLE;
-    }
-
-    client_end = (struct relay_end){.rfd = 0, .wfd = 1, .tls = tls};
-    backend_end = (struct relay_end){.rfd = bfd, .wfd = bfd};
-    status = relay_run(&client_end, &backend_end, cfg.timeout_idle, cfg.timeout_close, &res);
-    log_msg(LOG_NOTICE,
-            "event=close peer=%s version=%s cipher=%s sni=%s backend=%s to_backend=%llu "
-            "to_client=%llu duration=%.3f client=%s backend=%s end=%s%s%s",
-            peer.text, tls_version(tls), tls_cipher(tls),
-            log_value(tls_server_name(tls), sni, sizeof sni), backend.text, res.to_backend,
-            res.to_client, seconds_since(&start), client_end.how, backend_end.how, res.end,
-            res.detail[0] ? " reason=" : "",
-            res.detail[0] ? log_value(res.detail, reason, sizeof reason) : "");
     return status;
 }

@@ -23,15 +23,23 @@
 
 const char options_usage[] =
     "Usage: tlsfilter [OPTIONS] -r [HOST:]PORT\n"
+    "       tlsfilter [OPTIONS] -l PROGRAM [-- ARGV0 ARGS...]\n"
     "Run a TLS server handshake on fd 0/1 (started by inetd, xinetd, systemd\n"
     "or socat), then relay the plaintext to a backend service.\n"
     "\n"
     "  -r, --connect [HOST:]PORT|/PATH  backend (PORT may be a service name)\n"
+    "  -l, --exec PROGRAM       start PROGRAM on a socketpair instead of -r\n"
+    "  -L, --exec-pty PROGRAM   the same on a pseudo-terminal\n"
     "  -I, --bind ADDR          local address for the backend connection\n"
     "  -p, --cert FILE          key, certificate and chain in one PEM file\n"
     "                           (default " OPTIONS_DEFAULT_CERT ")\n"
     "      --key FILE           private key in its own PEM file\n"
     "  -C, --priority STRING    GnuTLS priority string\n"
+    "  -c, --client             client mode: plaintext on fd 0/1, TLS towards -r\n"
+    "  -A, --ca-file FILE       CA certificates to verify the server with (-c)\n"
+    "  -a, --ca-dir DIR         directory of CA certificates (-c)\n"
+    "  -v, --verify LEVEL       0 turns server verification off in client mode\n"
+    "      --server-name NAME   name to send (SNI) and verify in client mode\n"
     "  -s, --user USER          run as USER after loading the credentials\n"
     "  -g, --group GROUP        run as GROUP after loading the credentials\n"
     "      --chroot DIR         change root to DIR after loading the credentials\n"
@@ -63,6 +71,7 @@ enum {
     OPT_CHROOT,
     OPT_HOSTS_ALLOW,
     OPT_HOSTS_DENY,
+    OPT_SERVER_NAME,
 };
 
 static const struct option long_options[] = {
@@ -70,6 +79,8 @@ static const struct option long_options[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"connect", required_argument, NULL, 'r'},
     {"bind", required_argument, NULL, 'I'},
+    {"exec", required_argument, NULL, 'l'},
+    {"exec-pty", required_argument, NULL, 'L'},
     {"priority", required_argument, NULL, 'C'},
     {"service", required_argument, NULL, 'N'},
     {"log-level", required_argument, NULL, 'D'},
@@ -81,6 +92,11 @@ static const struct option long_options[] = {
     {"chroot", required_argument, NULL, OPT_CHROOT},
     {"hosts-allow", required_argument, NULL, OPT_HOSTS_ALLOW},
     {"hosts-deny", required_argument, NULL, OPT_HOSTS_DENY},
+    {"client", no_argument, NULL, 'c'},
+    {"ca-file", required_argument, NULL, 'A'},
+    {"ca-dir", required_argument, NULL, 'a'},
+    {"verify", required_argument, NULL, 'v'},
+    {"server-name", required_argument, NULL, OPT_SERVER_NAME},
     {"timeout-handshake", required_argument, NULL, OPT_TIMEOUT_HANDSHAKE},
     {"timeout-connect", required_argument, NULL, OPT_TIMEOUT_CONNECT},
     {"timeout-idle", required_argument, NULL, OPT_TIMEOUT_IDLE},
@@ -91,7 +107,7 @@ static const struct option long_options[] = {
 };
 
 /* Short flags: every stunnel 3 flag is listed so that the refusal can name it. */
-static const char short_options[] = "+:p:r:I:C:N:D:o:fs:g:P:Vhd:TlLcA:a:v:t:";
+static const char short_options[] = "+:p:r:I:C:N:D:o:fs:g:P:Vhd:Tl:L:cA:a:v:t:";
 
 static const struct {
     const char *name;
@@ -213,6 +229,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout_idle = 1860; /* longer than IMAP IDLE's 29 minutes */
     cfg->timeout_close = 60;
     cfg->libwrap = true;
+    cfg->verify_level = -1;
 }
 
 /* A non-empty string without control characters (it may reach a log line). */
@@ -256,6 +273,7 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
         switch (c) {
         case 'p':
             cfg->cert_file = optarg;
+            cfg->cert_set = true;
             break;
         case OPT_KEY:
             cfg->key_file = optarg;
@@ -338,10 +356,41 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
             return OPTIONS_ERROR;
         case 'l':
         case 'L':
+            if (optarg[0] != '/') {
+                fail(errbuf, errlen, "-%c %s: the program needs an absolute path", c, optarg);
+                return OPTIONS_ERROR;
+            }
+            cfg->exec_path = optarg;
+            cfg->exec_pty = c == 'L';
+            break;
         case 'c':
+            cfg->client_mode = true;
+            break;
         case 'A':
+            cfg->ca_file = optarg;
+            break;
         case 'a':
-        case 'v':
+            cfg->ca_dir = optarg;
+            break;
+        case OPT_SERVER_NAME:
+            cfg->server_name = optarg;
+            break;
+        case 'v': {
+            long v;
+            if (parse_long(optarg, 0, 3, &v) == 0)
+                cfg->verify_level = (int)v;
+            else if (strcmp(optarg, "none") == 0)
+                cfg->verify_level = 0;
+            else if (strcmp(optarg, "optional") == 0)
+                cfg->verify_level = 1;
+            else if (strcmp(optarg, "require") == 0)
+                cfg->verify_level = 2;
+            else {
+                fail(errbuf, errlen, "-v %s: expected 0-3, none, optional or require", optarg);
+                return OPTIONS_ERROR;
+            }
+            break;
+        }
         case 't':
             fail(errbuf, errlen, "-%c is not supported yet by tlsfilter %s", c,
                  PACKAGE_VERSION);
@@ -363,17 +412,33 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
             return OPTIONS_ERROR;
         }
     }
-    if (optind < argc) {
+    /* stunnel 3: "-l PROGRAM -- ARGV0 ARGS..." gives the program's whole argv. */
+    if (optind < argc && cfg->exec_path != NULL && strcmp(argv[optind - 1], "--") == 0)
+        cfg->exec_argv = argv + optind;
+    else if (optind < argc) {
         fail(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
         return OPTIONS_ERROR;
     }
-    if (cfg->connect == NULL) {
-        fail(errbuf, errlen, "no backend: give -r [HOST:]PORT");
+    if (cfg->connect == NULL && cfg->exec_path == NULL) {
+        fail(errbuf, errlen, "no backend: give -r [HOST:]PORT or -l PROGRAM");
         return OPTIONS_ERROR;
     }
-    if (!printable(cfg->connect) || !printable(cfg->service) ||
+    if (cfg->connect != NULL && cfg->exec_path != NULL) {
+        fail(errbuf, errlen, "give -r or -l, not both");
+        return OPTIONS_ERROR;
+    }
+    if ((cfg->connect != NULL && !printable(cfg->connect)) || !printable(cfg->service) ||
         (cfg->bind_addr != NULL && !printable(cfg->bind_addr))) {
         fail(errbuf, errlen, "empty value or control character in -r, -N or -I");
+        return OPTIONS_ERROR;
+    }
+    /* Client certificates on the server side come with the TLS identity work. */
+    if (!cfg->client_mode && cfg->verify_level > 0) {
+        fail(errbuf, errlen, "-v %d: client certificates are not supported yet", cfg->verify_level);
+        return OPTIONS_ERROR;
+    }
+    if (cfg->client_mode && cfg->exec_path != NULL) {
+        fail(errbuf, errlen, "-c needs -r: a client-mode TLS connection goes to a server");
         return OPTIONS_ERROR;
     }
     if (cfg->timeout_handshake == 0 || cfg->timeout_connect == 0 ||

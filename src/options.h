@@ -39,6 +39,7 @@ enum options_result {
 
 struct config {
     const char *cert_file;   /* -p: key, certificate and chain */
+    bool cert_set;           /* -p was given (client mode presents it only then) */
     const char *key_file;    /* --key: separate private key, or NULL */
     const char *connect;     /* -r: the backend as written */
     const char *bind_addr;   /* -I: local address for the backend, or NULL */
@@ -62,7 +63,7 @@ struct config {
     const char *server_name; /* --server-name: SNI and name check in client mode */
     const char *ca_file;     /* -A */
     const char *ca_dir;      /* -a */
-    int verify_level;        /* -v: 0 none ... 3 */
+    int verify_level;        /* -v: 0 none ... 3; -1 unset (client mode then verifies) */
     const char *chroot_dir;  /* --chroot */
     const char *hosts_allow; /* --hosts-allow: libwrap's allow table */
     const char *hosts_deny;  /* --hosts-deny */

@@ -21,46 +21,51 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Store a numeric address, unmapping ::ffff:a.b.c.d. Returns false if not numeric. */
-static bool set_addr(struct peer *p, const char *addr)
+/* Store a numeric address (INET6_ADDRSTRLEN bytes), unmapping ::ffff:a.b.c.d.
+ * Returns false if addr is not numeric. */
+static bool set_addr(char *out, const char *addr)
 {
     struct in6_addr a6;
     struct in_addr a4;
 
     if (inet_pton(AF_INET, addr, &a4) == 1) {
-        inet_ntop(AF_INET, &a4, p->addr, sizeof p->addr);
+        inet_ntop(AF_INET, &a4, out, INET6_ADDRSTRLEN);
         return true;
     }
     if (inet_pton(AF_INET6, addr, &a6) != 1)
         return false;
     if (IN6_IS_ADDR_V4MAPPED(&a6))
-        inet_ntop(AF_INET, &a6.s6_addr[12], p->addr, sizeof p->addr);
+        inet_ntop(AF_INET, &a6.s6_addr[12], out, INET6_ADDRSTRLEN);
     else
-        inet_ntop(AF_INET6, &a6, p->addr, sizeof p->addr);
+        inet_ntop(AF_INET6, &a6, out, INET6_ADDRSTRLEN);
     return true;
 }
 
-static void set_port(struct peer *p, const char *port)
+/* A port number (8 bytes), or "" when absent or not a number. */
+static void set_port(char *out, const char *port)
 {
     char *end;
     long v;
 
-    p->port[0] = '\0';
+    out[0] = '\0';
     if (port == NULL || *port == '\0')
         return;
     v = strtol(port, &end, 10);
     if (*end == '\0' && v > 0 && v < 65536)
-        snprintf(p->port, sizeof p->port, "%ld", v);
+        snprintf(out, 8, "%ld", v);
 }
 
-static bool from_socket(struct peer *p)
+/* The peer's (peer = true) or our own address of the socket on fd 0. */
+static bool from_socket(char *addr, char *portbuf, bool peer)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char host[INET6_ADDRSTRLEN], port[8];
     const void *a;
+    int r = peer ? getpeername(0, (struct sockaddr *)&ss, &len)
+                 : getsockname(0, (struct sockaddr *)&ss, &len);
 
-    if (getpeername(0, (struct sockaddr *)&ss, &len) < 0)
+    if (r < 0)
         return false;
     if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
@@ -73,21 +78,19 @@ static bool from_socket(struct peer *p)
     } else {
         return false;
     }
-    if (inet_ntop(ss.ss_family, a, host, sizeof host) == NULL || !set_addr(p, host))
+    if (inet_ntop(ss.ss_family, a, host, sizeof host) == NULL || !set_addr(addr, host))
         return false;
-    set_port(p, port);
-    p->source = "socket";
+    set_port(portbuf, port);
     return true;
 }
 
-static bool from_env(struct peer *p, const char *addr_var, const char *port_var)
+static bool from_env(char *addr, char *port, const char *addr_var, const char *port_var)
 {
-    const char *addr = getenv(addr_var);
+    const char *value = getenv(addr_var);
 
-    if (addr == NULL || !set_addr(p, addr))
+    if (value == NULL || !set_addr(addr, value))
         return false;
-    set_port(p, port_var != NULL ? getenv(port_var) : NULL);
-    p->source = addr_var;
+    set_port(port, getenv(port_var));
     return true;
 }
 
@@ -106,13 +109,24 @@ void peer_identify(struct peer *p)
                  getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
             p->kind = PEER_UNIX; /* until getpeername says inet */
     }
-    if (p->kind == PEER_UNIX && from_socket(p)) {
+    if (p->kind == PEER_UNIX && from_socket(p->addr, p->port, true)) {
         p->kind = PEER_TCP;
         p->known = true;
+        p->source = "socket";
+        from_socket(p->local_addr, p->local_port, false);
     } else {
-        p->known = from_env(p, "REMOTE_HOST", "REMOTE_PORT") ||
-                   from_env(p, "SOCAT_PEERADDR", "SOCAT_PEERPORT") ||
-                   from_env(p, "TCPREMOTEIP", "TCPREMOTEPORT");
+        static const char *const vars[][2] = {{"REMOTE_HOST", "REMOTE_PORT"},
+                                              {"SOCAT_PEERADDR", "SOCAT_PEERPORT"},
+                                              {"TCPREMOTEIP", "TCPREMOTEPORT"}};
+        size_t i;
+
+        for (i = 0; i < sizeof vars / sizeof vars[0] && !p->known; i++)
+            if (from_env(p->addr, p->port, vars[i][0], vars[i][1])) {
+                p->known = true;
+                p->source = vars[i][0];
+            }
+        if (!from_env(p->local_addr, p->local_port, "SOCAT_SOCKADDR", "SOCAT_SOCKPORT"))
+            from_env(p->local_addr, p->local_port, "TCPLOCALIP", "TCPLOCALPORT");
     }
     if (!p->known)
         snprintf(p->text, sizeof p->text, "unknown");

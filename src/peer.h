@@ -21,6 +21,8 @@ struct peer {
     char addr[INET6_ADDRSTRLEN];   /* numeric, IPv4-mapped addresses unmapped */
     char port[8];                  /* numeric, or "" when the launcher gave none */
     char text[INET6_ADDRSTRLEN + 12]; /* "1.2.3.4:5", "[::1]:5" or "unknown" */
+    char local_addr[INET6_ADDRSTRLEN]; /* our end, numeric, or "" */
+    char local_port[8];
 };
 
 /*

@@ -56,6 +56,8 @@ static ssize_t end_read(struct relay_end *e, void *buf, size_t len, char *err, s
         return r;
     if (errno == EAGAIN || errno == EINTR)
         return TLS_IO_AGAIN;
+    if (errno == EIO)
+        return 0; /* a pseudo-terminal whose program has gone: its end of file */
     snprintf(err, errlen, "%s", strerror(errno));
     return TLS_IO_ERROR;
 }

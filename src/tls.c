@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,8 +30,9 @@ struct tls {
     gnutls_priority_t priority;
     int rfd, wfd;
     size_t send_pending; /* length passed to the gnutls_record_send that got AGAIN */
-    char error[160];
+    char error[512];
     char sni[256];
+    char peer_name[256]; /* client mode: the name the server must prove */
 };
 
 static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
@@ -52,7 +54,15 @@ static int pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 
 static int set_error(struct tls *t, const char *what, int ret)
 {
-    if (ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR)
+    gnutls_datum_t text = {NULL, 0};
+
+    if (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR &&
+        gnutls_certificate_verification_status_print(
+            gnutls_session_get_verify_cert_status(t->session), GNUTLS_CRT_X509, &text, 0) >= 0) {
+        snprintf(t->error, sizeof t->error, "%s: certificate of %s: %s", what, t->peer_name,
+                 (const char *)text.data);
+        gnutls_free(text.data);
+    } else if (ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR)
         snprintf(t->error, sizeof t->error, "%s: %s", what, strerror(errno));
     else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED || ret == GNUTLS_E_WARNING_ALERT_RECEIVED)
         snprintf(t->error, sizeof t->error, "%s: alert %s received", what,
@@ -78,11 +88,40 @@ static int load_credentials(const struct config *cfg, gnutls_certificate_credent
     return ret < 0 ? ret : 0;
 }
 
-struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen)
+/* The session on rfd/wfd: priority, credentials, our transport, no timeout
+ * of GnuTLS's own (tls_handshake() enforces ours). */
+static int session_setup(struct tls *t, const struct config *cfg, unsigned flags, char *err,
+                         size_t errlen)
+{
+    const char *errpos = NULL;
+    int ret = gnutls_priority_init(&t->priority, cfg->priority, &errpos);
+
+    if (ret < 0) {
+        snprintf(err, errlen, "bad priority string at '%.40s': %s", errpos ? errpos : "",
+                 gnutls_strerror(ret));
+        return -1;
+    }
+    ret = gnutls_init(&t->session, flags);
+    if (ret >= 0)
+        ret = gnutls_priority_set(t->session, t->priority);
+    if (ret >= 0)
+        ret = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, t->cred);
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot set up the TLS session: %s", gnutls_strerror(ret));
+        return -1;
+    }
+    gnutls_transport_set_ptr2(t->session, (gnutls_transport_ptr_t)(intptr_t)t->rfd,
+                              (gnutls_transport_ptr_t)(intptr_t)t->wfd);
+    gnutls_transport_set_pull_function(t->session, pull);
+    gnutls_transport_set_pull_timeout_function(t->session, pull_timeout);
+    gnutls_transport_set_push_function(t->session, push);
+    gnutls_handshake_set_timeout(t->session, 0);
+    return 0;
+}
+
+static struct tls *tls_alloc(int rfd, int wfd, char *err, size_t errlen)
 {
     struct tls *t = calloc(1, sizeof *t);
-    const char *errpos = NULL;
-    int ret;
 
     if (t == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -90,39 +129,97 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
     }
     t->rfd = rfd;
     t->wfd = wfd;
+    return t;
+}
+
+static void load_error(const struct config *cfg, int ret, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "cannot load %s%s%s: %s", cfg->cert_file,
+             cfg->key_file ? " with key " : "", cfg->key_file ? cfg->key_file : "",
+             gnutls_strerror(ret));
+}
+
+struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen)
+{
+    struct tls *t = tls_alloc(rfd, wfd, err, errlen);
+    int ret;
+
+    if (t == NULL)
+        return NULL;
     ret = load_credentials(cfg, &t->cred, false);
     if (ret < 0) {
-        snprintf(err, errlen, "cannot load %s%s%s: %s", cfg->cert_file,
-                 cfg->key_file ? " with key " : "", cfg->key_file ? cfg->key_file : "",
-                 gnutls_strerror(ret));
+        load_error(cfg, ret, err, errlen);
         goto fail;
     }
-    ret = gnutls_priority_init(&t->priority, cfg->priority, &errpos);
-    if (ret < 0) {
-        snprintf(err, errlen, "bad priority string at '%.40s': %s", errpos ? errpos : "",
-                 gnutls_strerror(ret));
+    if (session_setup(t, cfg, GNUTLS_SERVER, err, errlen) < 0)
         goto fail;
-    }
-    ret = gnutls_init(&t->session, GNUTLS_SERVER);
-    if (ret >= 0)
-        ret = gnutls_priority_set(t->session, t->priority);
-    if (ret >= 0)
-        ret = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, t->cred);
-    if (ret < 0) {
-        snprintf(err, errlen, "cannot set up the TLS session: %s", gnutls_strerror(ret));
-        goto fail;
-    }
-    gnutls_transport_set_ptr2(t->session, (gnutls_transport_ptr_t)(intptr_t)rfd,
-                              (gnutls_transport_ptr_t)(intptr_t)wfd);
-    gnutls_transport_set_pull_function(t->session, pull);
-    gnutls_transport_set_pull_timeout_function(t->session, pull_timeout);
-    gnutls_transport_set_push_function(t->session, push);
-    /* Our own deadline, enforced in tls_handshake(), is the only one. */
-    gnutls_handshake_set_timeout(t->session, 0);
     return t;
 fail:
     tls_free(t);
     return NULL;
+}
+
+struct tls *tls_new_client(const struct config *cfg, const char *name, int rfd, int wfd,
+                           char *err, size_t errlen)
+{
+    struct tls *t = tls_alloc(rfd, wfd, err, errlen);
+    unsigned char addr[16];
+    int ret = 0;
+
+    if (t == NULL)
+        return NULL;
+    if (cfg->cert_set) {
+        ret = load_credentials(cfg, &t->cred, false);
+        if (ret < 0) {
+            load_error(cfg, ret, err, errlen);
+            goto fail;
+        }
+    } else if ((ret = gnutls_certificate_allocate_credentials(&t->cred)) < 0) {
+        snprintf(err, errlen, "%s", gnutls_strerror(ret));
+        goto fail;
+    }
+    /* Verification is on unless -v 0 said otherwise: weakening is explicit. */
+    if (cfg->verify_level != 0) {
+        const char *what = "the system trust store";
+        if (cfg->ca_file != NULL) {
+            what = cfg->ca_file;
+            ret = gnutls_certificate_set_x509_trust_file(t->cred, cfg->ca_file,
+                                                         GNUTLS_X509_FMT_PEM);
+        }
+        if (ret >= 0 && cfg->ca_dir != NULL) {
+            what = cfg->ca_dir;
+            ret = gnutls_certificate_set_x509_trust_dir(t->cred, cfg->ca_dir,
+                                                        GNUTLS_X509_FMT_PEM);
+        }
+        if (cfg->ca_file == NULL && cfg->ca_dir == NULL)
+            ret = gnutls_certificate_set_x509_system_trust(t->cred);
+        if (ret <= 0) {
+            snprintf(err, errlen, "no trusted CA certificate loaded from %s%s%s", what,
+                     ret < 0 ? ": " : "", ret < 0 ? gnutls_strerror(ret) : "");
+            goto fail;
+        }
+    }
+    if (session_setup(t, cfg, GNUTLS_CLIENT, err, errlen) < 0)
+        goto fail;
+    /* SNI is for names only (RFC 6066); an address is checked, not sent. */
+    if (inet_pton(AF_INET, name, addr) != 1 && inet_pton(AF_INET6, name, addr) != 1)
+        gnutls_server_name_set(t->session, GNUTLS_NAME_DNS, name, strlen(name));
+    /* GnuTLS keeps the pointer, not a copy: give it our own. */
+    snprintf(t->peer_name, sizeof t->peer_name, "%s", name);
+    if (cfg->verify_level != 0)
+        gnutls_session_set_verify_cert(t->session, t->peer_name, 0);
+    return t;
+fail:
+    tls_free(t);
+    return NULL;
+}
+
+void tls_attach(struct tls *t, int rfd, int wfd)
+{
+    t->rfd = rfd;
+    t->wfd = wfd;
+    gnutls_transport_set_ptr2(t->session, (gnutls_transport_ptr_t)(intptr_t)rfd,
+                              (gnutls_transport_ptr_t)(intptr_t)wfd);
 }
 
 static long long now_ms(void)
@@ -257,6 +354,13 @@ const char *tls_version(struct tls *t)
 const char *tls_cipher(struct tls *t)
 {
     const char *s = gnutls_cipher_get_name(gnutls_cipher_get(t->session));
+
+    return s ? s : "-";
+}
+
+const char *tls_suite(struct tls *t)
+{
+    const char *s = gnutls_ciphersuite_get(t->session);
 
     return s ? s : "-";
 }

@@ -30,6 +30,20 @@ struct tls;
 struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen);
 
 /*
+ * For -c: a client session on rfd/wfd towards a server that must present a
+ * certificate valid for `name` (a DNS name or an IP address literal), signed
+ * by a CA from cfg->ca_file / cfg->ca_dir, or the system's trust store when
+ * neither is given; cfg->verify_level 0 turns verification off (explicitly).
+ * SNI carries `name` unless it is an address. A certificate of our own is
+ * presented only when -p was given. NULL with a message in err on failure.
+ */
+struct tls *tls_new_client(const struct config *cfg, const char *name, int rfd, int wfd,
+                           char *err, size_t errlen);
+
+/* Point the session at its fds, when they were not known at tls_new_client(). */
+void tls_attach(struct tls *t, int rfd, int wfd);
+
+/*
  * --check: load everything as tls_new() does and, in addition, check that
  * the key matches the certificate, the chain is in order and every
  * certificate is within its validity period. Writes one line per finding to
@@ -71,6 +85,8 @@ const char *tls_error(const struct tls *t);
 /* Facts for the log line, valid after the handshake. */
 const char *tls_version(struct tls *t);
 const char *tls_cipher(struct tls *t);
+/* The cipher suite's IANA name (TLS_AES_256_GCM_SHA384), as SSL_CIPHER gives it. */
+const char *tls_suite(struct tls *t);
 /* The SNI name the client sent, or NULL. */
 const char *tls_server_name(struct tls *t);
 

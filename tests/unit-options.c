@@ -50,6 +50,7 @@ int main(void)
     TAP_OK(PARSE("-r", "25") == OPTIONS_RUN, "-r 25 alone is enough");
     TAP_STREQ(cfg.cert_file, OPTIONS_DEFAULT_CERT, "compiled-in default certificate");
     TAP_STREQ(cfg.service, "tlsfilter", "default syslog ident");
+    TAP_OK(!cfg.service_set && !cfg.cert_set, "-N and -p not marked as given");
     TAP_OK(cfg.log_facility == LOG_DAEMON && cfg.log_level == LOG_NOTICE,
            "default daemon.notice");
     TAP_OK(cfg.timeout_idle > 29 * 60, "idle timeout outlasts IMAP IDLE's 29 minutes");
@@ -88,9 +89,30 @@ int main(void)
            "-d refused: daemon mode makes no sense here");
     TAP_OK(PARSE("-T", "-r", "143") == OPTIONS_ERROR && strstr(err, "-T") != NULL,
            "-T refused");
-    TAP_OK(PARSE("-r", "143", "-l", "/bin/cat") == OPTIONS_ERROR &&
-               strstr(err, "-l") != NULL && strstr(err, "not supported") != NULL,
-           "-l refused as not supported yet");
+    TAP_OK(PARSE("-r", "143", "-l", "/bin/cat") == OPTIONS_ERROR && strstr(err, "-r") != NULL &&
+               strstr(err, "-l") != NULL,
+           "-r and -l together refused");
+    TAP_OK(PARSE("-l", "cat") == OPTIONS_ERROR && strstr(err, "absolute") != NULL,
+           "-l with a relative path refused");
+    TAP_OK(PARSE("-l", "/usr/sbin/imapd", "--", "imapd", "-x") == OPTIONS_RUN &&
+               cfg.exec_argv != NULL && strcmp(cfg.exec_argv[0], "imapd") == 0 &&
+               strcmp(cfg.exec_argv[1], "-x") == 0 && cfg.exec_argv[2] == NULL &&
+               !cfg.exec_pty,
+           "stunnel 3's -l PROGRAM -- ARGV0 ARGS: the whole argv after --");
+    TAP_OK(PARSE("-L", "/usr/sbin/pppd") == OPTIONS_RUN && cfg.exec_pty && cfg.exec_argv == NULL,
+           "-L: the program on a pty");
+    TAP_OK(PARSE("-c", "-l", "/bin/cat") == OPTIONS_ERROR, "-c with -l refused");
+    TAP_OK(PARSE("-c", "-r", "mail.example.org:993") == OPTIONS_RUN && cfg.client_mode &&
+               cfg.verify_level == -1,
+           "-c: client mode, verification not weakened by default");
+    TAP_OK(PARSE("-c", "-r", "993", "-v", "0") == OPTIONS_RUN && cfg.verify_level == 0,
+           "-c -v 0 turns verification off explicitly");
+    TAP_OK(PARSE("-r", "993", "-v", "2") == OPTIONS_ERROR && strstr(err, "-v 2") != NULL,
+           "server-side client certificates (-v 2) refused until supported");
+    TAP_OK(PARSE("-r", "993", "-v", "9") == OPTIONS_ERROR, "-v 9 refused");
+    TAP_OK(PARSE("-r", "143", "--chroot", "jail") == OPTIONS_ERROR, "relative --chroot refused");
+    TAP_OK(PARSE("-r", "143", "-t", "300") == OPTIONS_ERROR && strstr(err, "-t") != NULL,
+           "-t refused as not supported yet");
     TAP_OK(PARSE("-r", "143", "--frobnicate") == OPTIONS_ERROR &&
                strstr(err, "--frobnicate") != NULL,
            "unknown long option named");
