@@ -85,8 +85,24 @@ static int usage_error(const struct config *cfg, const char *msg)
 static int check(const struct config *cfg)
 {
     struct backend b;
-    char err[256];
-    int bad = tls_check(cfg, stdout);
+    struct tls *t;
+    char err[512];
+    int bad = 0;
+
+    /* A server always has a certificate; a client only when -p was given. */
+    if (!cfg->client_mode || cfg->cert_set)
+        bad = tls_check(cfg, stdout);
+    if (cfg->client_mode) {
+        t = tls_new_client(cfg, "localhost", -1, -1, err, sizeof err);
+        if (t == NULL) {
+            printf("error: %s\n", err);
+            bad = -1;
+        } else {
+            printf("ok: %s\n", cfg->verify_level == 0 ? "server certificates are NOT verified (-v 0)"
+                                                       : "trusted CA certificates loaded");
+            tls_free(t);
+        }
+    }
 
     if (cfg->exec_path != NULL) {
         if (access(cfg->exec_path, X_OK) < 0) {

@@ -45,7 +45,7 @@ const char options_usage[] =
     "      --chroot DIR         change root to DIR after loading the credentials\n"
     "      --hosts-allow FILE   TCP wrappers allow table (default /etc/hosts.allow)\n"
     "      --hosts-deny FILE    TCP wrappers deny table (default /etc/hosts.deny)\n"
-    "  -N, --service NAME       syslog ident (default tlsfilter)\n"
+    "  -N, --service NAME       syslog ident and TCP wrappers service name\n"
     "  -D, --log-level [FACILITY.]LEVEL  syslog facility and level\n"
     "                           (default daemon.notice)\n"
     "  -o, --log-file FILE      log to FILE instead of syslog\n"
