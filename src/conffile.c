@@ -229,6 +229,7 @@ static bool name_ok(const char *s)
 static int yes_no(struct parser *p, const char *key, const char *value, bool *out)
 {
     /* stunnel compares these case-insensitively and takes nothing else. */
+    *out = false;
     if (strcasecmp(value, "yes") == 0) {
         *out = true;
         return 0;

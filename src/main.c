@@ -70,15 +70,21 @@ static char **exec_environment(const struct peer *p, struct tls *tls)
     return env;
 }
 
-/* A usage error: the message to stderr if that is not the socket, and to the log. */
-static int usage_error(const struct config *cfg, const char *msg)
+/*
+ * A usage or configuration-file error: the message to stderr if that is not
+ * the socket, and to the log.
+ */
+static int usage_error(const struct config *cfg, const char *msg, int status)
 {
+    char reason[600];
+
     log_open(cfg);
     log_stderr_write("tlsfilter: ");
     log_stderr_write(msg);
-    log_stderr_write("\nTry 'tlsfilter --help'.\n");
-    log_msg(LOG_ERR, "event=usage-error reason=\"%s\"", msg);
-    return EX_USAGE;
+    log_stderr_write(status == EX_USAGE ? "\nTry 'tlsfilter --help'.\n" : "\n");
+    log_msg(LOG_ERR, "event=%s reason=%s", status == EX_USAGE ? "usage-error" : "config-error",
+            log_value(msg, reason, sizeof reason));
+    return status;
 }
 
 /* --check: everything a connection would load, plus the costly checks. */
@@ -306,7 +312,9 @@ int main(int argc, char **argv)
         fputs(options_usage, stdout);
         return 0;
     case OPTIONS_ERROR:
-        return usage_error(&c.cfg, err);
+        return usage_error(&c.cfg, err, EX_USAGE);
+    case OPTIONS_CONFIG_ERROR:
+        return usage_error(&c.cfg, err, EX_CONFIG);
     case OPTIONS_CHECK:
         return check(&c.cfg);
     case OPTIONS_RUN:

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include "options.h"
+#include "conffile.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +25,7 @@
 const char options_usage[] =
     "Usage: tlsfilter [OPTIONS] -r [HOST:]PORT\n"
     "       tlsfilter [OPTIONS] -l PROGRAM [-- ARGV0 ARGS...]\n"
+    "       tlsfilter STUNNEL-CONFIG-FILE\n"
     "Run a TLS server handshake on fd 0/1 (started by inetd, xinetd, systemd\n"
     "or socat), then relay the plaintext to a backend service.\n"
     "\n"
@@ -54,6 +56,8 @@ const char options_usage[] =
     "      --timeout-connect SECS    (default 10)\n"
     "      --timeout-idle SECS       (default 1860)\n"
     "      --timeout-close SECS      (default 60)\n"
+    "      --config FILE        read an stunnel 4/5 configuration file; options\n"
+    "                           after it override it, options before it do not\n"
     "      --check              check the options and credentials, then exit\n"
     "  -V, --version            print the version and exit\n"
     "  -h, --help               print this help and exit\n"
@@ -71,6 +75,7 @@ enum {
     OPT_CHROOT,
     OPT_HOSTS_ALLOW,
     OPT_HOSTS_DENY,
+    OPT_CONFIG,
     OPT_SERVER_NAME,
 };
 
@@ -92,6 +97,7 @@ static const struct option long_options[] = {
     {"chroot", required_argument, NULL, OPT_CHROOT},
     {"hosts-allow", required_argument, NULL, OPT_HOSTS_ALLOW},
     {"hosts-deny", required_argument, NULL, OPT_HOSTS_DENY},
+    {"config", required_argument, NULL, OPT_CONFIG},
     {"client", no_argument, NULL, 'c'},
     {"ca-file", required_argument, NULL, 'A'},
     {"ca-dir", required_argument, NULL, 'a'},
@@ -268,6 +274,16 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
     errbuf[0] = '\0';
     opterr = 0;
     optind = 1;
+    /*
+     * stunnel 4/5's inetd form, "stunnel FILE": a user moving from stunnel
+     * changes only the program in the xinetd file. getopt then sees no
+     * options left.
+     */
+    if (argc == 2 && argv[1][0] != '-') {
+        if (conffile_load(argv[1], cfg, errbuf, errlen) < 0)
+            return OPTIONS_CONFIG_ERROR;
+        optind = 2;
+    }
     while ((c = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
         timeout = NULL;
         switch (c) {
@@ -303,6 +319,11 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
             break;
         case OPT_HOSTS_DENY:
             cfg->hosts_deny = optarg;
+            break;
+        case OPT_CONFIG:
+            /* In order: the file overrides options before it, not after it. */
+            if (conffile_load(optarg, cfg, errbuf, errlen) < 0)
+                return OPTIONS_CONFIG_ERROR;
             break;
         case 'D':
             if (options_parse_log_level(optarg, &cfg->log_facility,
@@ -413,14 +434,19 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
         }
     }
     /* stunnel 3: "-l PROGRAM -- ARGV0 ARGS..." gives the program's whole argv. */
-    if (optind < argc && cfg->exec_path != NULL && strcmp(argv[optind - 1], "--") == 0)
+    if (optind < argc && cfg->exec_path != NULL && strcmp(argv[optind - 1], "--") == 0) {
         cfg->exec_argv = argv + optind;
-    else if (optind < argc) {
+    } else if (optind == argc - 1 && cfg->config_file == NULL && argv[optind][0] != '-') {
+        /* "tlsfilter --check FILE": the file form after options. */
+        if (conffile_load(argv[optind], cfg, errbuf, errlen) < 0)
+            return OPTIONS_CONFIG_ERROR;
+    } else if (optind < argc) {
         fail(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
         return OPTIONS_ERROR;
     }
     if (cfg->connect == NULL && cfg->exec_path == NULL) {
-        fail(errbuf, errlen, "no backend: give -r [HOST:]PORT or -l PROGRAM");
+        fail(errbuf, errlen, "no backend: give -r [HOST:]PORT or -l PROGRAM%s",
+             cfg->config_file != NULL ? " (connect = or exec = in the file)" : "");
         return OPTIONS_ERROR;
     }
     if (cfg->connect != NULL && cfg->exec_path != NULL) {

@@ -34,7 +34,8 @@ enum options_result {
     OPTIONS_CHECK,   /* --check: validate and exit */
     OPTIONS_VERSION, /* -V: print the version and exit 0 */
     OPTIONS_HELP,    /* -h: print the usage and exit 0 */
-    OPTIONS_ERROR    /* usage error: message in errbuf, exit 64 */
+    OPTIONS_ERROR,   /* usage error: message in errbuf, exit 64 */
+    OPTIONS_CONFIG_ERROR /* a configuration file is wrong: message in errbuf, exit 78 */
 };
 
 struct config {

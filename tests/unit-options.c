@@ -123,8 +123,10 @@ int main(void)
            "missing argument named");
     TAP_OK(PARSE("-p", "x.pem") == OPTIONS_ERROR && strstr(err, "-r") != NULL,
            "no backend refused");
-    TAP_OK(PARSE("-r", "143", "stray") == OPTIONS_ERROR && strstr(err, "stray") != NULL,
-           "stray argument refused");
+    TAP_OK(PARSE("-r", "143", "stray") == OPTIONS_CONFIG_ERROR && strstr(err, "stray") != NULL,
+           "one trailing argument is a configuration file, and a missing one is named");
+    TAP_OK(PARSE("-r", "143", "one", "two") == OPTIONS_ERROR && strstr(err, "one") != NULL,
+           "two trailing arguments refused");
     TAP_OK(PARSE("-r", "143", "--timeout-idle", "12x") == OPTIONS_ERROR &&
                strstr(err, "--timeout-idle") != NULL,
            "trailing garbage in a number refused");
