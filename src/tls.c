@@ -30,24 +30,39 @@ struct tls {
     gnutls_priority_t priority;
     int rfd, wfd;
     size_t send_pending; /* length passed to the gnutls_record_send that got AGAIN */
+    bool read_eof;       /* the peer's FIN, kept from GnuTLS (see pull()) */
     char error[512];
     char sni[256];
     char peer_name[256]; /* client mode: the name the server must prove */
 };
 
+/*
+ * A TCP FIN without close_notify, shown to GnuTLS, invalidates the session:
+ * nothing could be sent any more, and a backend's reply after the client's
+ * half-close would be lost. So the end of file is kept from GnuTLS: pull()
+ * says "again" and notes it, and tls_read() reports TLS_IO_EOF itself.
+ */
 static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
-    return read((int)(intptr_t)p, buf, len);
+    struct tls *t = p;
+    ssize_t r = read(t->rfd, buf, len);
+
+    if (r == 0 && len > 0) {
+        t->read_eof = true;
+        errno = EAGAIN;
+        return -1;
+    }
+    return r;
 }
 
 static ssize_t push(gnutls_transport_ptr_t p, const void *buf, size_t len)
 {
-    return write((int)(intptr_t)p, buf, len);
+    return write(((struct tls *)p)->wfd, buf, len);
 }
 
 static int pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 {
-    struct pollfd pfd = {.fd = (int)(intptr_t)p, .events = POLLIN};
+    struct pollfd pfd = {.fd = ((struct tls *)p)->rfd, .events = POLLIN};
 
     return poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
 }
@@ -110,8 +125,7 @@ static int session_setup(struct tls *t, const struct config *cfg, unsigned flags
         snprintf(err, errlen, "cannot set up the TLS session: %s", gnutls_strerror(ret));
         return -1;
     }
-    gnutls_transport_set_ptr2(t->session, (gnutls_transport_ptr_t)(intptr_t)t->rfd,
-                              (gnutls_transport_ptr_t)(intptr_t)t->wfd);
+    gnutls_transport_set_ptr(t->session, t);
     gnutls_transport_set_pull_function(t->session, pull);
     gnutls_transport_set_pull_timeout_function(t->session, pull_timeout);
     gnutls_transport_set_push_function(t->session, push);
@@ -218,8 +232,6 @@ void tls_attach(struct tls *t, int rfd, int wfd)
 {
     t->rfd = rfd;
     t->wfd = wfd;
-    gnutls_transport_set_ptr2(t->session, (gnutls_transport_ptr_t)(intptr_t)rfd,
-                              (gnutls_transport_ptr_t)(intptr_t)wfd);
 }
 
 static long long now_ms(void)
@@ -239,6 +251,10 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
         ret = gnutls_handshake(t->session);
         if (ret == 0)
             return TLS_HANDSHAKE_OK;
+        if (ret == GNUTLS_E_AGAIN && t->read_eof) {
+            snprintf(t->error, sizeof t->error, "handshake: the peer closed the connection");
+            return TLS_HANDSHAKE_FAILED;
+        }
         if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
             struct pollfd pfd;
             long long left = deadline - now_ms();
@@ -275,7 +291,10 @@ ssize_t tls_read(struct tls *t, void *buf, size_t len)
             return r;
         switch (r) {
         case GNUTLS_E_AGAIN:
-            return TLS_IO_AGAIN;
+            if (!t->read_eof)
+                return TLS_IO_AGAIN;
+            snprintf(t->error, sizeof t->error, "closed without close_notify");
+            return TLS_IO_EOF;
         case GNUTLS_E_INTERRUPTED:
         case GNUTLS_E_WARNING_ALERT_RECEIVED:
             continue;

@@ -1,0 +1,39 @@
+#!/bin/sh
+# deps.sh — install what building and testing tlsfilter needs on Debian 12.
+#
+# Idempotent and quick: asks dpkg first, and runs apt-get (update once, then
+# install) only for what is missing. Needs root when something is missing.
+#   build:  autoconf automake libtool pkg-config make gcc libgnutls28-dev
+#           libwrap0-dev
+#   tests:  gnutls-bin (gnutls-cli, certtool) openssl socat xinetd curl
+#           netbase (/etc/services) python3 (tests/helper.py) util-linux
+#           (setsid, flock) coreutils (timeout, sha256sum) procps iproute2
+set -eu
+
+PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
+libgnutls28-dev libwrap0-dev
+gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
+util-linux coreutils procps iproute2"
+
+missing=
+for p in $PKGS; do
+	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$st" = installed ] || missing="$missing $p"
+done
+
+if [ -z "$missing" ]; then
+	echo "deps.sh: all build and test dependencies are installed"
+	exit 0
+fi
+
+echo "deps.sh: installing:$missing"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: not root: install these first:$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing
+# xinetd's package starts the system daemon; the tests run their own instance
+# and need nothing from it.

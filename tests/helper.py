@@ -1,0 +1,666 @@
+#!/usr/bin/env python3
+"""Plaintext backends and a TLS test client for tlsfilter's shell tests.
+
+tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
+
+  helper.py serve MODE --listen SPEC --ready FILE --log FILE [options]
+      A plaintext service (the backend behind tlsfilter). SPEC is PORT,
+      HOST:PORT, [V6]:PORT or /path/to/unix.sock. Every connection is logged
+      to FILE as one or more "EVENT key=value ..." lines, always starting with
+      "accept peer=ADDR:PORT". Modes:
+        echo    echoes; on EOF half-closes and logs "echo n=N"
+        hash    reads to EOF, logs "hash n= sha256=", replies "N SHA\\n"
+        late    reads to EOF, logs "eof n= sha256=", waits --delay s, sends
+                "LATE N SHA\\n", logs "late-sent", closes
+        bulk    sends --send-file while reading --expect bytes (or to EOF),
+                logs "bulk recv=N sha256= sent=N", then closes
+        banner  sends --send-file, half-closes (SHUT_WR), logs "banner-sent
+                n=N", reads to EOF, logs "recv n= sha256="
+        source  sends --send-file (repeatedly, up to --limit bytes) and
+                reads; logs "source-end sent=N recv=N why=..."
+        pop3, imap, smtp   minimal responders for curl; log "cmd LINE"
+  helper.py client --connect SPEC [options]
+      TLS client built on ssl.MemoryBIO, so that the test controls every
+      step: close_notify without TCP FIN, TCP FIN without close_notify, RST,
+      reading after its own close_notify, writing after the peer's. Prints a
+      JSON status on stdout.
+  helper.py gen SIZE SEED OUT     deterministic pseudo-random file
+  helper.py records FILE [--only TYPE]...
+      exit 0 when FILE is nothing but whole TLS records (of those types)
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import select
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+
+_log_lock = threading.Lock()
+
+
+def log_event(path, msg):
+    with _log_lock:
+        with open(path, "a") as f:
+            f.write(msg + "\n")
+            f.flush()
+
+
+def parse_spec(spec):
+    """Return (family, address) for PORT, HOST:PORT, [V6]:PORT or /path."""
+    if spec.startswith("/"):
+        return socket.AF_UNIX, spec
+    if spec.isdigit():
+        return socket.AF_INET, ("127.0.0.1", int(spec))
+    if spec.startswith("["):
+        host, _, port = spec[1:].partition("]:")
+        return socket.AF_INET6, (host, int(port))
+    host, _, port = spec.rpartition(":")
+    if ":" in host:
+        return socket.AF_INET6, (host, int(port))
+    return socket.AF_INET, (host, int(port))
+
+
+def fmt_peer(peer):
+    if isinstance(peer, tuple):
+        if ":" in peer[0]:
+            return "[%s]:%d" % (peer[0], peer[1])
+        return "%s:%d" % (peer[0], peer[1])
+    return "unix"
+
+
+# ---------------------------------------------------------------- backends
+
+def recv_all(conn, limit=None):
+    """Read until EOF (or limit bytes); return (n, sha256 hex)."""
+    h = hashlib.sha256()
+    n = 0
+    while limit is None or n < limit:
+        want = 65536 if limit is None else min(65536, limit - n)
+        try:
+            d = conn.recv(want)
+        except ConnectionError:
+            break
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    return n, h.hexdigest()
+
+
+def h_echo(conn, a, log):
+    n = 0
+    while True:
+        try:
+            d = conn.recv(65536)
+        except ConnectionError:
+            break
+        if not d:
+            break
+        conn.sendall(d)
+        n += len(d)
+    log("echo n=%d" % n)
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        # wait for the other side to finish before closing (no RST)
+        conn.settimeout(10)
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def h_hash(conn, a, log):
+    n, sha = recv_all(conn)
+    log("hash n=%d sha256=%s" % (n, sha))
+    try:
+        conn.sendall(("%d %s\n" % (n, sha)).encode())
+    except OSError as e:
+        log("hash-reply-failed error=%s" % type(e).__name__)
+
+
+def h_late(conn, a, log):
+    n, sha = recv_all(conn)
+    log("eof n=%d sha256=%s" % (n, sha))
+    time.sleep(a.delay)
+    try:
+        conn.sendall(("LATE %d %s\n" % (n, sha)).encode())
+        log("late-sent")
+    except OSError as e:
+        log("late-failed error=%s" % type(e).__name__)
+
+
+def read_file(path):
+    if not path:
+        return b""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def h_bulk(conn, a, log):
+    data = read_file(a.send_file)
+    res = {}
+
+    def sender():
+        try:
+            view = memoryview(data)
+            sent = 0
+            while sent < len(data):
+                sent += conn.send(view[sent:sent + 262144])
+            res["sent"] = sent
+        except OSError as e:
+            res["sent_err"] = type(e).__name__
+            res["sent"] = -1
+
+    t = threading.Thread(target=sender)
+    t.start()
+    n, sha = recv_all(conn, a.expect)
+    t.join()
+    log("bulk recv=%d sha256=%s sent=%s" % (n, sha, res.get("sent")))
+
+
+def h_banner(conn, a, log):
+    data = read_file(a.send_file)
+    conn.sendall(data)
+    conn.shutdown(socket.SHUT_WR)
+    log("banner-sent n=%d" % len(data))
+    n, sha = recv_all(conn)
+    log("recv n=%d sha256=%s" % (n, sha))
+
+
+def h_source(conn, a, log):
+    data = read_file(a.send_file) or b"x" * 65536
+    sent = 0
+    recv = 0
+    why = "limit"
+    conn.setblocking(False)
+    view = memoryview(data)
+    pos = 0
+    deadline = time.time() + 30
+    while sent < a.limit and time.time() < deadline:
+        r, w, _ = select.select([conn], [conn], [], 1)
+        try:
+            if r:
+                d = conn.recv(65536)
+                if not d:
+                    why = "eof"
+                    break
+                recv += len(d)
+            if w:
+                k = conn.send(view[pos:pos + 65536])
+                sent += k
+                pos = (pos + k) % len(data)
+        except BlockingIOError:
+            continue
+        except OSError as e:
+            why = type(e).__name__
+            break
+    log("source-end sent=%d recv=%d why=%s" % (sent, recv, why))
+
+
+class Lines:
+    def __init__(self, conn):
+        self.conn = conn
+        self.buf = b""
+
+    def readline(self):
+        while b"\n" not in self.buf:
+            d = self.conn.recv(4096)
+            if not d:
+                return None
+            self.buf += d
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.rstrip(b"\r").decode("latin-1")
+
+
+def h_pop3(conn, a, log):
+    msg = b"Subject: test\r\n\r\nhello from pop3 backend\r\n"
+    conn.sendall(b"+OK tlsfilter-test POP3 ready\r\n")
+    rd = Lines(conn)
+    while True:
+        line = rd.readline()
+        if line is None:
+            break
+        log("cmd " + line)
+        cmd = line.split(" ")[0].upper()
+        if cmd == "CAPA":
+            conn.sendall(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n")
+        elif cmd in ("USER", "PASS", "NOOP", "DELE", "RSET"):
+            conn.sendall(b"+OK\r\n")
+        elif cmd == "STAT":
+            conn.sendall(b"+OK 1 %d\r\n" % len(msg))
+        elif cmd == "LIST":
+            conn.sendall(b"+OK 1 messages\r\n1 %d\r\n.\r\n" % len(msg))
+        elif cmd == "RETR":
+            conn.sendall(b"+OK %d octets\r\n" % len(msg) + msg + b".\r\n")
+        elif cmd == "QUIT":
+            conn.sendall(b"+OK bye\r\n")
+            break
+        else:
+            conn.sendall(b"-ERR unknown\r\n")
+
+
+def h_imap(conn, a, log):
+    conn.sendall(b"* OK [CAPABILITY IMAP4rev1] tlsfilter-test IMAP ready\r\n")
+    rd = Lines(conn)
+    while True:
+        line = rd.readline()
+        if line is None:
+            break
+        log("cmd " + line)
+        parts = line.split(" ")
+        tag = parts[0].encode()
+        cmd = parts[1].upper() if len(parts) > 1 else ""
+        if cmd == "CAPABILITY":
+            conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n")
+        elif cmd == "LOGIN":
+            conn.sendall(tag + b" OK LOGIN completed\r\n")
+        elif cmd == "LIST":
+            conn.sendall(b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
+                         b'* LIST (\\HasNoChildren) "/" tlsfilter-test-box\r\n'
+                         + tag + b" OK LIST completed\r\n")
+        elif cmd == "LOGOUT":
+            conn.sendall(b"* BYE logging out\r\n" + tag + b" OK LOGOUT\r\n")
+            break
+        else:
+            conn.sendall(tag + b" OK done\r\n")
+
+
+def h_smtp(conn, a, log):
+    conn.sendall(b"220 localhost tlsfilter-test ESMTP\r\n")
+    rd = Lines(conn)
+    while True:
+        line = rd.readline()
+        if line is None:
+            break
+        log("cmd " + line)
+        cmd = line.split(" ")[0].upper()
+        if cmd in ("EHLO", "HELO"):
+            conn.sendall(b"250-localhost\r\n250 8BITMIME\r\n")
+        elif cmd in ("MAIL", "RCPT", "RSET", "NOOP"):
+            conn.sendall(b"250 OK\r\n")
+        elif cmd == "DATA":
+            conn.sendall(b"354 go ahead\r\n")
+            while True:
+                dl = rd.readline()
+                if dl is None or dl == ".":
+                    break
+                log("data " + dl)
+            conn.sendall(b"250 OK queued\r\n")
+        elif cmd == "QUIT":
+            conn.sendall(b"221 bye\r\n")
+            break
+        else:
+            conn.sendall(b"502 unknown\r\n")
+
+
+HANDLERS = {"echo": h_echo, "hash": h_hash, "late": h_late, "bulk": h_bulk,
+            "banner": h_banner, "source": h_source, "pop3": h_pop3,
+            "imap": h_imap, "smtp": h_smtp}
+
+
+def serve(a):
+    fam, addr = parse_spec(a.listen)
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    if fam != socket.AF_UNIX:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(addr)
+    s.listen(64)
+    tmp = a.ready + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % os.getpid())
+    os.rename(tmp, a.ready)
+    handler = HANDLERS[a.mode]
+
+    def run(conn, peer):
+        def log(msg):
+            log_event(a.log, msg)
+        log("accept peer=%s" % fmt_peer(peer))
+        try:
+            handler(conn, a, log)
+        except Exception as e:  # keep serving; the test reads the log
+            log("error %s %s" % (type(e).__name__, e))
+        finally:
+            conn.close()
+            log("closed")
+
+    while True:
+        conn, peer = s.accept()
+        threading.Thread(target=run, args=(conn, peer), daemon=True).start()
+
+
+# ---------------------------------------------------------------- client
+
+class Client:
+    def __init__(self, a):
+        self.a = a
+        self.status = {"handshake": False, "sent": 0, "received": 0,
+                       "close_notify": False, "eof": False, "error": None,
+                       "raw_received": 0}
+        self.raw = open(a.raw_out, "wb") if a.raw_out else None
+        self.out = open(a.out, "wb") if a.out else None
+        self.recv_hash = hashlib.sha256()
+
+    def connect(self):
+        fam, addr = parse_spec(self.a.connect)
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(self.a.timeout)
+        s.connect(addr)
+        if fam != socket.AF_UNIX:
+            self.status["local_port"] = s.getsockname()[1]
+        self.sock = s
+
+    def rst(self):
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             struct.pack("ii", 1, 0))
+        self.sock.close()
+        self.status["reset_sent"] = True
+
+    def got_raw(self, d):
+        if self.raw:
+            self.raw.write(d)
+        self.status["raw_received"] += len(d)
+        if "first_byte" not in self.status and d:
+            self.status["first_byte"] = d[0]
+
+    def got_app(self, d):
+        if self.out:
+            self.out.write(d)
+        self.recv_hash.update(d)
+        self.status["received"] += len(d)
+
+    def handshake(self):
+        a = self.a
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if a.cafile:
+            ctx.load_verify_locations(a.cafile)
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if a.tls_max:
+            ctx.maximum_version = getattr(ssl.TLSVersion, a.tls_max)
+        if a.tls_min:
+            ctx.minimum_version = getattr(ssl.TLSVersion, a.tls_min)
+        if a.ciphers:
+            ctx.set_ciphers(a.ciphers)
+        self.inc = ssl.MemoryBIO()
+        self.outg = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.outg,
+                                server_hostname=a.servername)
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                d = self.outg.read()
+                if d:
+                    self.sock.sendall(d)
+                d = self.sock.recv(65536)
+                self.got_raw(d)
+                if not d:
+                    self.inc.write_eof()
+                else:
+                    self.inc.write(d)
+        d = self.outg.read()
+        if d:
+            self.sock.sendall(d)
+        self.status["handshake"] = True
+        self.status["version"] = self.obj.version()
+        self.status["cipher"] = self.obj.cipher()[0]
+
+    def run(self):
+        a = self.a
+        data = read_file(a.send)
+        if a.send_str is not None:
+            data += a.send_str.encode()
+        try:
+            self.connect()
+        except OSError as e:
+            self.status["error"] = "connect: %s" % e
+            return
+        try:
+            if a.plain:
+                self.obj = None
+            else:
+                self.handshake()
+            self.loop(data)
+        except (OSError, ssl.SSLError) as e:
+            self.status["error"] = "%s: %s" % (type(e).__name__, e)
+        finally:
+            self.status["recv_sha256"] = self.recv_hash.hexdigest()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def read_app(self):
+        """Decrypt what the memory BIO holds; set close_notify/eof."""
+        while True:
+            try:
+                d = self.obj.read(65536)
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLZeroReturnError:
+                self.status["close_notify"] = True
+                return True
+            except ssl.SSLEOFError:
+                self.status["eof"] = True
+                return True
+            if not d:
+                self.status["close_notify"] = True
+                return True
+            self.got_app(d)
+
+    def loop(self, data):
+        a = self.a
+        sock = self.sock
+        sock.setblocking(False)
+        outbuf = bytearray()
+        pos = 0
+        ended = False          # end action done (close_notify queued etc)
+        shut_pending = False   # SHUT_WR once outbuf is flushed
+        read_done = False
+        raw_eof = False
+        deadline = time.time() + a.timeout
+        may_send = not a.wait_close_first
+        while True:
+            if time.time() > deadline:
+                self.status["error"] = "timeout"
+                return
+            # queue application data
+            if may_send and pos < len(data) and len(outbuf) < 262144:
+                chunk = data[pos:pos + 16384]
+                if self.obj:
+                    k = self.obj.write(chunk)
+                    outbuf += self.outg.read()
+                else:
+                    k = len(chunk)
+                    outbuf += chunk
+                pos += k
+                self.status["sent"] = pos
+            if a.rst_after_send is not None and pos >= a.rst_after_send \
+                    and not outbuf:
+                self.rst()
+                return
+            if may_send and pos >= len(data) and not ended:
+                ended = True
+                if a.end == "notify" and self.obj:
+                    try:
+                        self.obj.unwrap()
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        pass
+                    except ssl.SSLError as e:
+                        self.status["unwrap_error"] = str(e)
+                    outbuf += self.outg.read()
+                    shut_pending = True
+                    self.status["sent_close_notify"] = True
+                elif a.end == "fin":
+                    shut_pending = True
+                elif a.end == "rst":
+                    self.rst()
+                    return
+            if shut_pending and not outbuf:
+                sock.shutdown(socket.SHUT_WR)
+                shut_pending = False
+                self.status["shut_wr"] = True
+            if read_done and ended and not outbuf and not shut_pending:
+                return
+            if read_done and not may_send and a.wait_close_first:
+                may_send = True
+                continue
+            rl = [] if read_done else [sock]
+            wl = [sock] if outbuf else []
+            if not rl and not wl:
+                if pos >= len(data) and ended:
+                    return
+                continue
+            r, w, _ = select.select(rl, wl, [], 0.5)
+            if r:
+                try:
+                    d = sock.recv(65536)
+                except BlockingIOError:
+                    d = None
+                except ConnectionResetError:
+                    self.status["reset_received"] = True
+                    read_done = True
+                    d = None
+                if d is not None:
+                    self.got_raw(d)
+                    if not d:
+                        raw_eof = True
+                        if self.obj:
+                            self.inc.write_eof()
+                        else:
+                            self.status["eof"] = True
+                            read_done = True
+                    elif self.obj:
+                        self.inc.write(d)
+                    else:
+                        self.got_app(d)
+                    if self.obj and not read_done:
+                        read_done = self.read_app()
+                        more = self.outg.read()
+                        if more:
+                            outbuf += more
+                        if raw_eof and not read_done:
+                            self.status["eof"] = True
+                            read_done = True
+                    if a.rst_after_recv is not None and \
+                            self.status["received"] >= a.rst_after_recv:
+                        self.rst()
+                        return
+            if w and outbuf:
+                try:
+                    k = sock.send(outbuf)
+                    del outbuf[:k]
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError) as e:
+                    self.status["send_error"] = type(e).__name__
+                    outbuf.clear()
+                    shut_pending = False
+                    pos = len(data)
+                    ended = True
+
+
+def client(a):
+    c = Client(a)
+    c.run()
+    if c.raw:
+        c.raw.close()
+    if c.out:
+        c.out.close()
+    json.dump(c.status, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def gen(a):
+    r = random.Random(a.seed)
+    left = a.size
+    with open(a.out, "wb") as f:
+        while left > 0:
+            k = min(left, 1 << 20)
+            f.write(r.randbytes(k))
+            left -= k
+
+
+def records(a):
+    """Check that FILE is nothing but whole TLS records (of types --only)."""
+    with open(a.file, "rb") as f:
+        data = f.read()
+    allowed = set(a.only) if a.only else {20, 21, 22, 23}
+    pos = 0
+    n = 0
+    while pos < len(data):
+        head = data[pos:pos + 5]
+        if len(head) < 5:
+            print("offset %d: %d stray bytes: %r" % (pos, len(head), head))
+            return 1
+        typ, major, minor, length = head[0], head[1], head[2], \
+            (head[3] << 8) | head[4]
+        if typ not in allowed or major != 3 or minor > 4 or \
+                length > 16384 + 2048:
+            print("offset %d: not a TLS record (of types %s): %r" %
+                  (pos, sorted(allowed), data[pos:pos + 40]))
+            return 1
+        if pos + 5 + length > len(data):
+            print("offset %d: record truncated" % pos)
+            return 1
+        pos += 5 + length
+        n += 1
+    print("%d TLS records, %d bytes" % (n, len(data)))
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("mode", choices=sorted(HANDLERS))
+    s.add_argument("--listen", required=True)
+    s.add_argument("--ready", required=True)
+    s.add_argument("--log", required=True)
+    s.add_argument("--delay", type=float, default=1.0)
+    s.add_argument("--send-file")
+    s.add_argument("--expect", type=int)
+    s.add_argument("--limit", type=int, default=256 << 20)
+    c = sub.add_parser("client")
+    c.add_argument("--connect", required=True)
+    c.add_argument("--cafile")
+    c.add_argument("--servername", default="localhost")
+    c.add_argument("--send")
+    c.add_argument("--send-str")
+    c.add_argument("--out")
+    c.add_argument("--raw-out")
+    c.add_argument("--end", choices=["notify", "fin", "rst", "none"],
+                   default="notify")
+    c.add_argument("--wait-close-first", action="store_true")
+    c.add_argument("--rst-after-recv", type=int)
+    c.add_argument("--rst-after-send", type=int)
+    c.add_argument("--plain", action="store_true")
+    c.add_argument("--tls-max")
+    c.add_argument("--tls-min")
+    c.add_argument("--ciphers")
+    c.add_argument("--timeout", type=float, default=20)
+    r = sub.add_parser("records")
+    r.add_argument("file")
+    r.add_argument("--only", type=int, action="append")
+    g = sub.add_parser("gen")
+    g.add_argument("size", type=int)
+    g.add_argument("seed")
+    g.add_argument("out")
+    a = p.parse_args()
+    sys.exit({"serve": serve, "client": client, "gen": gen,
+              "records": records}[a.cmd](a))
+
+
+if __name__ == "__main__":
+    main()
