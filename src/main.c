@@ -20,6 +20,7 @@
 
 #include "access.h"
 #include "backend.h"
+#include "identity.h"
 #include "log.h"
 #include "options.h"
 #include "peer.h"
@@ -41,8 +42,9 @@ static double seconds_since(const struct timespec *start)
  */
 static char **exec_environment(const struct peer *p, struct tls *tls)
 {
-    static char vars[10][INET6_ADDRSTRLEN + 40];
-    static char *env[11];
+    static char vars[14][300];
+    static char *env[15];
+    const struct identity *id = tls_identity(tls);
     const char *version = tls_version(tls);
     size_t n = 0;
 
@@ -65,6 +67,12 @@ static char **exec_environment(const struct peer *p, struct tls *tls)
     ENV_ADD("SSL_PROTOCOL=%s%s", strncmp(version, "TLS", 3) == 0 ? "TLSv" : "",
             strncmp(version, "TLS", 3) == 0 ? version + 3 : version);
     ENV_ADD("SSL_CIPHER=%s", tls_suite(tls));
+    ENV_ADD("SSL_CLIENT_VERIFY=%s", id->verify);
+    if (id->subject[0]) {
+        ENV_ADD("SSL_CLIENT_S_DN=%s", id->subject);
+        ENV_ADD("SSL_CLIENT_I_DN=%s", id->issuer);
+        ENV_ADD("SSL_CLIENT_CERT_SHA256=%s", id->sha256);
+    }
 #undef ENV_ADD
     env[n] = NULL;
     return env;
@@ -155,6 +163,9 @@ static int load_credentials(struct conn *c)
     }
     c->tls = c->cfg.client_mode ? tls_new_client(&c->cfg, name, -1, -1, err, sizeof err)
                                 : tls_new(&c->cfg, 0, 1, err, sizeof err);
+    if (c->tls != NULL && tls_warning(c->tls) != NULL)
+        log_msg(LOG_WARNING, "event=warning reason=%s",
+                log_value(tls_warning(c->tls), reason, sizeof reason));
     if (c->tls != NULL)
         return 0;
     log_msg(LOG_ERR, "event=config-error reason=%s", log_value(err, reason, sizeof reason));
@@ -209,7 +220,7 @@ static int drop_privileges(struct conn *c)
 
 static int handshake(struct conn *c)
 {
-    char reason[600];
+    char reason[600], dn[300];
 
     switch (tls_handshake(c->tls, c->cfg.timeout_handshake)) {
     case TLS_HANDSHAKE_OK:
@@ -218,6 +229,14 @@ static int handshake(struct conn *c)
         log_msg(LOG_WARNING, "event=handshake-timeout peer=%s seconds=%u", c->peer.text,
                 c->cfg.timeout_handshake);
         return EX_TEMPFAIL;
+    case TLS_HANDSHAKE_REFUSED:
+        log_msg(LOG_WARNING, "event=refused peer=%s reason=%s%s%s", c->peer.text,
+                log_value(tls_error(c->tls), reason, sizeof reason),
+                tls_identity(c->tls)->subject[0] ? " client_dn=" : "",
+                tls_identity(c->tls)->subject[0]
+                    ? log_value(tls_identity(c->tls)->subject, dn, sizeof dn)
+                    : "");
+        return EX_NOPERM;
     case TLS_HANDSHAKE_FAILED:
     default:
         log_msg(LOG_WARNING, "event=handshake-failed peer=%s reason=%s", c->peer.text,
@@ -251,7 +270,8 @@ static int relay(struct conn *c)
     struct relay_end client = {.rfd = 0, .wfd = 1};
     struct relay_end backend = {.rfd = c->bfd, .wfd = c->bfd};
     struct relay_result res;
-    char sni[300], reason[200], program[32];
+    const struct identity *id;
+    char sni[300], alpn[300], dn[300], reason[200], program[32];
     int status;
 
     if (c->cfg.client_mode)
@@ -259,13 +279,19 @@ static int relay(struct conn *c)
     else
         client.tls = c->tls;
     status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close, &res);
+    id = tls_identity(c->tls);
     log_msg(LOG_NOTICE,
-            "event=close peer=%s version=%s cipher=%s sni=%s backend=%s to_backend=%llu "
-            "to_client=%llu duration=%.3f client=%s backend=%s end=%s%s%s%s%s",
+            "event=close peer=%s version=%s cipher=%s sni=%s alpn=%s resumed=%s "
+            "client_cert=%s%s%s%s%s backend=%s to_backend=%llu to_client=%llu duration=%.3f "
+            "client=%s backend=%s end=%s%s%s%s%s",
             c->peer.text, tls_version(c->tls), tls_cipher(c->tls),
             log_value(c->cfg.client_mode ? NULL : tls_server_name(c->tls), sni, sizeof sni),
-            c->backend.text, res.to_backend, res.to_client, seconds_since(&c->start),
-            client.how, backend.how, res.end, res.detail[0] ? " reason=" : "",
+            log_value(tls_alpn(c->tls), alpn, sizeof alpn), tls_resumed(c->tls) ? "yes" : "no",
+            id->verify, id->subject[0] ? " client_dn=" : "",
+            id->subject[0] ? log_value(id->subject, dn, sizeof dn) : "",
+            id->subject[0] ? " client_sha256=" : "", id->sha256, c->backend.text,
+            res.to_backend, res.to_client, seconds_since(&c->start), client.how, backend.how,
+            res.end, res.detail[0] ? " reason=" : "",
             res.detail[0] ? log_value(res.detail, reason, sizeof reason) : "",
             c->program > 0 ? " program=" : "",
             c->program > 0 ? backend_reap(c->program, program, sizeof program) : "");
@@ -317,6 +343,14 @@ int main(int argc, char **argv)
         return usage_error(&c.cfg, err, EX_CONFIG);
     case OPTIONS_CHECK:
         return check(&c.cfg);
+    case OPTIONS_GENERATE_TICKET_KEY:
+        if (tls_generate_ticket_key(c.cfg.ticket_key, err, sizeof err) < 0) {
+            log_stderr_write("tlsfilter: ");
+            log_stderr_write(err);
+            log_stderr_write("\n");
+            return EX_CANTCREAT;
+        }
+        return 0;
     case OPTIONS_RUN:
         break;
     }

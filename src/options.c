@@ -40,8 +40,17 @@ const char options_usage[] =
     "  -c, --client             client mode: plaintext on fd 0/1, TLS towards -r\n"
     "  -A, --ca-file FILE       CA certificates to verify the server with (-c)\n"
     "  -a, --ca-dir DIR         directory of CA certificates (-c)\n"
-    "  -v, --verify LEVEL       0 turns server verification off in client mode\n"
+    "  -v, --verify LEVEL       client mode: 0 turns server verification off\n"
     "      --server-name NAME   name to send (SNI) and verify in client mode\n"
+    "  -v, --verify LEVEL       server mode: client certificates, 0 none, 1 verify\n"
+    "                           if presented, 2 require, 3 require and match -A/-a\n"
+    "      --crl-file FILE      revoked client certificates (PEM)\n"
+    "      --allow-client RULE  subject=DN, san=NAME or sha256=HEX (repeatable)\n"
+    "      --alpn LIST          accepted ALPN protocols, comma-separated\n"
+    "      --ocsp-response FILE OCSP response to staple (DER or PEM)\n"
+    "      --ticket-key FILE    share session tickets with other processes\n"
+    "      --generate-ticket-key FILE  write a new ticket key (mode 0600)\n"
+    "  -t, --session-timeout SECS  ticket lifetime (default 21600)\n"
     "  -s, --user USER          run as USER after loading the credentials\n"
     "  -g, --group GROUP        run as GROUP after loading the credentials\n"
     "      --chroot DIR         change root to DIR after loading the credentials\n"
@@ -77,6 +86,12 @@ enum {
     OPT_HOSTS_DENY,
     OPT_CONFIG,
     OPT_SERVER_NAME,
+    OPT_CRL_FILE,
+    OPT_ALLOW_CLIENT,
+    OPT_ALPN,
+    OPT_OCSP,
+    OPT_TICKET_KEY,
+    OPT_GENERATE_TICKET_KEY,
 };
 
 static const struct option long_options[] = {
@@ -103,6 +118,13 @@ static const struct option long_options[] = {
     {"ca-dir", required_argument, NULL, 'a'},
     {"verify", required_argument, NULL, 'v'},
     {"server-name", required_argument, NULL, OPT_SERVER_NAME},
+    {"crl-file", required_argument, NULL, OPT_CRL_FILE},
+    {"allow-client", required_argument, NULL, OPT_ALLOW_CLIENT},
+    {"alpn", required_argument, NULL, OPT_ALPN},
+    {"ocsp-response", required_argument, NULL, OPT_OCSP},
+    {"ticket-key", required_argument, NULL, OPT_TICKET_KEY},
+    {"generate-ticket-key", required_argument, NULL, OPT_GENERATE_TICKET_KEY},
+    {"session-timeout", required_argument, NULL, 't'},
     {"timeout-handshake", required_argument, NULL, OPT_TIMEOUT_HANDSHAKE},
     {"timeout-connect", required_argument, NULL, OPT_TIMEOUT_CONNECT},
     {"timeout-idle", required_argument, NULL, OPT_TIMEOUT_IDLE},
@@ -236,6 +258,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout_close = 60;
     cfg->libwrap = true;
     cfg->verify_level = -1;
+    cfg->session_timeout = 21600; /* GnuTLS's own default: 6 hours */
 }
 
 /* A non-empty string without control characters (it may reach a log line). */
@@ -413,9 +436,38 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
             break;
         }
         case 't':
-            fail(errbuf, errlen, "-%c is not supported yet by tlsfilter %s", c,
-                 PACKAGE_VERSION);
-            return OPTIONS_ERROR;
+            timeout = &cfg->session_timeout;
+            break;
+        case OPT_CRL_FILE:
+            cfg->crl_file = optarg;
+            break;
+        case OPT_ALLOW_CLIENT:
+            if (strncmp(optarg, "subject=", 8) != 0 && strncmp(optarg, "san=", 4) != 0 &&
+                strncmp(optarg, "sha256=", 7) != 0) {
+                fail(errbuf, errlen,
+                     "--allow-client %s: expected subject=DN, san=NAME or sha256=FINGERPRINT",
+                     optarg);
+                return OPTIONS_ERROR;
+            }
+            if (cfg->n_allow_client == sizeof cfg->allow_client / sizeof cfg->allow_client[0]) {
+                fail(errbuf, errlen, "--allow-client: at most %zu rules",
+                     sizeof cfg->allow_client / sizeof cfg->allow_client[0]);
+                return OPTIONS_ERROR;
+            }
+            cfg->allow_client[cfg->n_allow_client++] = optarg;
+            break;
+        case OPT_ALPN:
+            cfg->alpn = optarg;
+            break;
+        case OPT_OCSP:
+            cfg->ocsp_file = optarg;
+            break;
+        case OPT_TICKET_KEY:
+            cfg->ticket_key = optarg;
+            break;
+        case OPT_GENERATE_TICKET_KEY:
+            cfg->ticket_key = optarg;
+            return OPTIONS_GENERATE_TICKET_KEY;
         case ':':
             fail(errbuf, errlen, "option %s needs an argument",
                  optopt ? flag_name(optopt, name, sizeof name) : argv[optind - 1]);
@@ -458,9 +510,20 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
         fail(errbuf, errlen, "empty value or control character in -r, -N or -I");
         return OPTIONS_ERROR;
     }
-    /* Client certificates on the server side come with the TLS identity work. */
-    if (!cfg->client_mode && cfg->verify_level > 0) {
-        fail(errbuf, errlen, "-v %d: client certificates are not supported yet", cfg->verify_level);
+    /* Client certificates: verified against our CA list, never the system's. */
+    if (!cfg->client_mode && cfg->verify_level > 0 && cfg->ca_file == NULL &&
+        cfg->ca_dir == NULL) {
+        fail(errbuf, errlen, "-v %d needs -A CAFILE or -a CADIR to verify clients with",
+             cfg->verify_level);
+        return OPTIONS_ERROR;
+    }
+    /* An allow-list over unverified certificates would trust what anyone can make. */
+    if (cfg->n_allow_client > 0 && (cfg->client_mode || cfg->verify_level < 2)) {
+        fail(errbuf, errlen, "--allow-client needs -v 2 or -v 3 (and is for server mode)");
+        return OPTIONS_ERROR;
+    }
+    if (cfg->session_timeout == 0) {
+        fail(errbuf, errlen, "-t must be at least 1 second");
         return OPTIONS_ERROR;
     }
     if (cfg->client_mode && cfg->exec_path != NULL) {

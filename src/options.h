@@ -33,6 +33,7 @@ enum options_result {
     OPTIONS_RUN,     /* a connection is to be served */
     OPTIONS_CHECK,   /* --check: validate and exit */
     OPTIONS_VERSION, /* -V: print the version and exit 0 */
+    OPTIONS_GENERATE_TICKET_KEY, /* --generate-ticket-key FILE (in cfg->ticket_key) */
     OPTIONS_HELP,    /* -h: print the usage and exit 0 */
     OPTIONS_ERROR,   /* usage error: message in errbuf, exit 64 */
     OPTIONS_CONFIG_ERROR /* a configuration file is wrong: message in errbuf, exit 78 */
@@ -65,6 +66,13 @@ struct config {
     const char *ca_file;     /* -A */
     const char *ca_dir;      /* -a */
     int verify_level;        /* -v: 0 none ... 3; -1 unset (client mode then verifies) */
+    const char *crl_file;    /* --crl-file */
+    const char *allow_client[16]; /* --allow-client subject=DN | san=NAME | sha256=HEX */
+    size_t n_allow_client;
+    const char *alpn;        /* --alpn: comma-separated protocol names */
+    const char *ocsp_file;   /* --ocsp-response FILE (DER or PEM) */
+    const char *ticket_key;  /* --ticket-key FILE: resumption across processes */
+    unsigned session_timeout; /* -t: ticket lifetime in seconds */
     const char *chroot_dir;  /* --chroot */
     const char *hosts_allow; /* --hosts-allow: libwrap's allow table */
     const char *hosts_deny;  /* --hosts-deny */

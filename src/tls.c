@@ -12,9 +12,14 @@
 
 #include "tls.h"
 
+#include "identity.h"
+
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/ocsp.h>
 #include <gnutls/x509.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <poll.h>
 #include <stdint.h>
@@ -34,6 +39,16 @@ struct tls {
     char error[512];
     char sni[256];
     char peer_name[256]; /* client mode: the name the server must prove */
+    const struct config *cfg;
+    struct identity_local local; /* -v 3: the locally installed certificates */
+    struct identity id;          /* the client's certificate, once checked */
+    bool identity_checked;       /* during this handshake, by verify_client() */
+    bool refused;                /* the client's identity was refused */
+    gnutls_datum_t ticket_key;
+    gnutls_datum_t alpn[8];
+    char alpn_list[256];
+    char alpn_selected[256];
+    char warning[256];           /* a problem worth a log line, not fatal */
 };
 
 /*
@@ -143,6 +158,7 @@ static struct tls *tls_alloc(int rfd, int wfd, char *err, size_t errlen)
     }
     t->rfd = rfd;
     t->wfd = wfd;
+    t->id.verify = "NONE";
     return t;
 }
 
@@ -153,6 +169,156 @@ static void load_error(const struct config *cfg, int ret, char *err, size_t errl
              gnutls_strerror(ret));
 }
 
+/*
+ * Trust anchors and CRL from -A, -a, --crl-file; the system store only when
+ * system_default and neither -A nor -a is given. Returns 0 or -1 with err.
+ */
+static int load_trust(gnutls_certificate_credentials_t cred, const struct config *cfg,
+                      bool system_default, char *err, size_t errlen)
+{
+    const char *what = "the system trust store";
+    int ret = 0, total = 0;
+
+    if (cfg->ca_file != NULL) {
+        what = cfg->ca_file;
+        ret = gnutls_certificate_set_x509_trust_file(cred, cfg->ca_file, GNUTLS_X509_FMT_PEM);
+        total += ret > 0 ? ret : 0;
+    }
+    if (ret >= 0 && cfg->ca_dir != NULL) {
+        what = cfg->ca_dir;
+        ret = gnutls_certificate_set_x509_trust_dir(cred, cfg->ca_dir, GNUTLS_X509_FMT_PEM);
+        total += ret > 0 ? ret : 0;
+    }
+    if (ret >= 0 && system_default && cfg->ca_file == NULL && cfg->ca_dir == NULL) {
+        ret = gnutls_certificate_set_x509_system_trust(cred);
+        total += ret > 0 ? ret : 0;
+    }
+    if (ret < 0 || total == 0) {
+        snprintf(err, errlen, "no trusted CA certificate loaded from %s%s%s", what,
+                 ret < 0 ? ": " : "", ret < 0 ? gnutls_strerror(ret) : "");
+        return -1;
+    }
+    if (cfg->crl_file != NULL) {
+        ret = gnutls_certificate_set_x509_crl_file(cred, cfg->crl_file, GNUTLS_X509_FMT_PEM);
+        if (ret < 0) {
+            snprintf(err, errlen, "--crl-file %s: %s", cfg->crl_file, gnutls_strerror(ret));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* During the handshake: refuse a client whose certificate does not do. */
+static int verify_client(gnutls_session_t session)
+{
+    struct tls *t = gnutls_session_get_ptr(session);
+
+    t->identity_checked = true;
+    if (identity_check(session, t->cfg, &t->local, &t->id))
+        return 0;
+    t->refused = true;
+    return GNUTLS_E_CERTIFICATE_ERROR;
+}
+
+/*
+ * --ocsp-response: staple it only while it is current and about our
+ * certificate; otherwise say why in t->warning and serve without it.
+ */
+static void staple_ocsp(struct tls *t, const char *file)
+{
+    gnutls_datum_t data = {NULL, 0};
+    gnutls_ocsp_resp_t resp = NULL;
+    gnutls_x509_crt_fmt_t fmt = GNUTLS_X509_FMT_DER;
+    unsigned int cert_status = 0;
+    time_t this_update, next_update, revoked_at;
+    int ret = gnutls_load_file(file, &data);
+
+    if (ret >= 0 && data.size > 10 && memcmp(data.data, "-----BEGIN", 10) == 0)
+        fmt = GNUTLS_X509_FMT_PEM;
+    if (ret >= 0)
+        ret = gnutls_ocsp_resp_init(&resp);
+    if (ret >= 0)
+        ret = gnutls_ocsp_resp_import2(resp, &data, fmt);
+    if (ret >= 0)
+        ret = gnutls_ocsp_resp_get_single(resp, 0, NULL, NULL, NULL, NULL, &cert_status,
+                                          &this_update, &next_update, &revoked_at, NULL);
+    if (ret < 0)
+        snprintf(t->warning, sizeof t->warning, "OCSP response %s not stapled: %s", file,
+                 gnutls_strerror(ret));
+    else if (next_update != (time_t)-1 && next_update < time(NULL))
+        snprintf(t->warning, sizeof t->warning, "OCSP response %s not stapled: expired", file);
+    else if (cert_status != GNUTLS_OCSP_CERT_GOOD)
+        snprintf(t->warning, sizeof t->warning,
+                 "OCSP response %s not stapled: it does not say good", file);
+    else if ((ret = gnutls_certificate_set_ocsp_status_request_file2(t->cred, file, 0, fmt)) <
+             0)
+        snprintf(t->warning, sizeof t->warning, "OCSP response %s not stapled: %s", file,
+                 gnutls_strerror(ret));
+    if (resp != NULL)
+        gnutls_ocsp_resp_deinit(resp);
+    gnutls_free(data.data);
+}
+
+/* --alpn "imap,pop3": a client offering others is refused, one offering none served. */
+static int set_alpn(struct tls *t, const char *list, char *err, size_t errlen)
+{
+    unsigned int n = 0;
+    char *p;
+
+    snprintf(t->alpn_list, sizeof t->alpn_list, "%s", list);
+    for (p = t->alpn_list; *p != '\0' && n < sizeof t->alpn / sizeof t->alpn[0];) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (*p != '\0') {
+            t->alpn[n].data = (unsigned char *)p;
+            t->alpn[n++].size = (unsigned int)strlen(p);
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    if (n == 0 || gnutls_alpn_set_protocols(t->session, t->alpn, n,
+                                            GNUTLS_ALPN_MANDATORY |
+                                                GNUTLS_ALPN_SERVER_PRECEDENCE) < 0) {
+        snprintf(err, errlen, "--alpn %s: expected a comma-separated list of names", list);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read the ticket key file: 128 hex digits (64 bytes), kept private. */
+static int load_ticket_key(struct tls *t, const char *file, char *err, size_t errlen)
+{
+    gnutls_datum_t hex = {NULL, 0};
+    struct stat st;
+    size_t size = 64;
+    int ret;
+
+    if (stat(file, &st) < 0 || (st.st_mode & 077) != 0) {
+        snprintf(err, errlen, "--ticket-key %s: %s", file,
+                 (st.st_mode & 077) != 0 ? "readable by group or others (chmod 600)"
+                                         : "cannot read it");
+        return -1;
+    }
+    ret = gnutls_load_file(file, &hex);
+    if (ret >= 0) {
+        while (hex.size > 0 && (hex.data[hex.size - 1] == '\n' || hex.data[hex.size - 1] == '\r'))
+            hex.size--;
+        t->ticket_key.data = gnutls_malloc(size);
+        ret = t->ticket_key.data == NULL ? GNUTLS_E_MEMORY_ERROR
+                                         : gnutls_hex_decode(&hex, t->ticket_key.data, &size);
+    }
+    gnutls_free(hex.data);
+    if (ret < 0 || size != 64) {
+        snprintf(err, errlen, "--ticket-key %s: not a key made by --generate-ticket-key",
+                 file);
+        return -1;
+    }
+    t->ticket_key.size = 64;
+    return 0;
+}
+
 struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen)
 {
     struct tls *t = tls_alloc(rfd, wfd, err, errlen);
@@ -160,17 +326,75 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
 
     if (t == NULL)
         return NULL;
+    t->cfg = cfg;
     ret = load_credentials(cfg, &t->cred, false);
     if (ret < 0) {
         load_error(cfg, ret, err, errlen);
         goto fail;
     }
+    if (cfg->verify_level > 0) {
+        if (load_trust(t->cred, cfg, false, err, errlen) < 0 ||
+            identity_load_local(cfg, &t->local, err, errlen) < 0)
+            goto fail;
+        gnutls_certificate_set_verify_function(t->cred, verify_client);
+    }
+    if (cfg->ocsp_file != NULL)
+        staple_ocsp(t, cfg->ocsp_file);
     if (session_setup(t, cfg, GNUTLS_SERVER, err, errlen) < 0)
         goto fail;
+    gnutls_session_set_ptr(t->session, t);
+    if (cfg->verify_level > 0)
+        gnutls_certificate_server_set_request(
+            t->session, cfg->verify_level == 1 ? GNUTLS_CERT_REQUEST : GNUTLS_CERT_REQUIRE);
+    if (cfg->alpn != NULL && set_alpn(t, cfg->alpn, err, errlen) < 0)
+        goto fail;
+    /* Every process that shares the key file (and -t) accepts the others' tickets. */
+    if (cfg->ticket_key != NULL) {
+        if (load_ticket_key(t, cfg->ticket_key, err, errlen) < 0)
+            goto fail;
+        gnutls_db_set_cache_expiration(t->session, (int)cfg->session_timeout);
+        ret = gnutls_session_ticket_enable_server(t->session, &t->ticket_key);
+        if (ret < 0) {
+            snprintf(err, errlen, "session tickets: %s", gnutls_strerror(ret));
+            goto fail;
+        }
+    }
     return t;
 fail:
     tls_free(t);
     return NULL;
+}
+
+int tls_generate_ticket_key(const char *file, char *err, size_t errlen)
+{
+    gnutls_datum_t key = {NULL, 0}, hex = {NULL, 0};
+    char tmp[4096];
+    int fd, ret;
+
+    /* Written beside the file and renamed over it: readers see old or new, whole. */
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", file, (long)getpid()) >= sizeof tmp) {
+        snprintf(err, errlen, "%s: path too long", file);
+        return -1;
+    }
+    ret = gnutls_session_ticket_key_generate(&key);
+    if (ret >= 0)
+        ret = gnutls_hex_encode2(&key, &hex);
+    gnutls_free(key.data);
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot make a key: %s", gnutls_strerror(ret));
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, hex.data, hex.size) != (ssize_t)hex.size ||
+        write(fd, "\n", 1) != 1 || fsync(fd) < 0 || close(fd) < 0 || rename(tmp, file) < 0) {
+        snprintf(err, errlen, "%s: %s", fd < 0 ? tmp : file, strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+        gnutls_free(hex.data);
+        return -1;
+    }
+    gnutls_free(hex.data);
+    return 0;
 }
 
 struct tls *tls_new_client(const struct config *cfg, const char *name, int rfd, int wfd,
@@ -193,26 +417,8 @@ struct tls *tls_new_client(const struct config *cfg, const char *name, int rfd, 
         goto fail;
     }
     /* Verification is on unless -v 0 said otherwise: weakening is explicit. */
-    if (cfg->verify_level != 0) {
-        const char *what = "the system trust store";
-        if (cfg->ca_file != NULL) {
-            what = cfg->ca_file;
-            ret = gnutls_certificate_set_x509_trust_file(t->cred, cfg->ca_file,
-                                                         GNUTLS_X509_FMT_PEM);
-        }
-        if (ret >= 0 && cfg->ca_dir != NULL) {
-            what = cfg->ca_dir;
-            ret = gnutls_certificate_set_x509_trust_dir(t->cred, cfg->ca_dir,
-                                                        GNUTLS_X509_FMT_PEM);
-        }
-        if (cfg->ca_file == NULL && cfg->ca_dir == NULL)
-            ret = gnutls_certificate_set_x509_system_trust(t->cred);
-        if (ret <= 0) {
-            snprintf(err, errlen, "no trusted CA certificate loaded from %s%s%s", what,
-                     ret < 0 ? ": " : "", ret < 0 ? gnutls_strerror(ret) : "");
-            goto fail;
-        }
-    }
+    if (cfg->verify_level != 0 && load_trust(t->cred, cfg, true, err, errlen) < 0)
+        goto fail;
     if (session_setup(t, cfg, GNUTLS_CLIENT, err, errlen) < 0)
         goto fail;
     /* SNI is for names only (RFC 6066); an address is checked, not sent. */
@@ -242,6 +448,23 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * The client's identity holds for resumed sessions too: check it here when
+ * verify_client() did not run during this handshake.
+ */
+static enum tls_handshake_result after_handshake(struct tls *t)
+{
+    if (t->cfg == NULL || t->cfg->client_mode || t->cfg->verify_level <= 0 ||
+        t->identity_checked)
+        return TLS_HANDSHAKE_OK;
+    if (identity_check(t->session, t->cfg, &t->local, &t->id))
+        return TLS_HANDSHAKE_OK;
+    t->refused = true;
+    snprintf(t->error, sizeof t->error, "%s", t->id.reason);
+    gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+    return TLS_HANDSHAKE_REFUSED;
+}
+
 enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
 {
     long long deadline = now_ms() + (long long)timeout_sec * 1000;
@@ -250,7 +473,7 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
     for (;;) {
         ret = gnutls_handshake(t->session);
         if (ret == 0)
-            return TLS_HANDSHAKE_OK;
+            return after_handshake(t);
         if (ret == GNUTLS_E_AGAIN && t->read_eof) {
             snprintf(t->error, sizeof t->error, "handshake: the peer closed the connection");
             return TLS_HANDSHAKE_FAILED;
@@ -274,6 +497,15 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
         }
         if (!gnutls_error_is_fatal(ret))
             continue;
+        if (t->refused || ret == GNUTLS_E_NO_CERTIFICATE_FOUND ||
+            ret == GNUTLS_E_CERTIFICATE_REQUIRED) {
+            if (!t->refused)
+                snprintf(t->id.reason, sizeof t->id.reason, "no client certificate");
+            t->id.verify = "FAILED";
+            snprintf(t->error, sizeof t->error, "%s", t->id.reason);
+            gnutls_alert_send_appropriate(t->session, ret);
+            return TLS_HANDSHAKE_REFUSED;
+        }
         set_error(t, "handshake", ret);
         /* Tell the client why, in a TLS alert: never in clear text. */
         gnutls_alert_send_appropriate(t->session, ret);
@@ -377,6 +609,34 @@ const char *tls_cipher(struct tls *t)
     return s ? s : "-";
 }
 
+bool tls_resumed(struct tls *t)
+{
+    return gnutls_session_is_resumed(t->session) != 0;
+}
+
+const char *tls_alpn(struct tls *t)
+{
+    gnutls_datum_t p = {NULL, 0};
+
+    if (gnutls_alpn_get_selected_protocol(t->session, &p) < 0 || p.size == 0 ||
+        p.size >= sizeof t->sni)
+        return NULL;
+    /* sni[] is free once tls_server_name() was read; a copy of its own is safer. */
+    memcpy(t->alpn_selected, p.data, p.size);
+    t->alpn_selected[p.size] = '\0';
+    return t->alpn_selected;
+}
+
+const struct identity *tls_identity(const struct tls *t)
+{
+    return &t->id;
+}
+
+const char *tls_warning(const struct tls *t)
+{
+    return t->warning[0] ? t->warning : NULL;
+}
+
 const char *tls_suite(struct tls *t)
 {
     const char *s = gnutls_ciphersuite_get(t->session);
@@ -406,6 +666,8 @@ void tls_free(struct tls *t)
         gnutls_priority_deinit(t->priority);
     if (t->cred)
         gnutls_certificate_free_credentials(t->cred);
+    identity_free_local(&t->local);
+    gnutls_free(t->ticket_key.data);
     free(t);
 }
 

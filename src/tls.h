@@ -18,7 +18,14 @@
 #define TLS_IO_EOF (-2)    /* the peer's TCP closed without close_notify */
 #define TLS_IO_ERROR (-3)  /* fatal: tls_error() says why */
 
-enum tls_handshake_result { TLS_HANDSHAKE_OK, TLS_HANDSHAKE_FAILED, TLS_HANDSHAKE_TIMEOUT };
+enum tls_handshake_result {
+    TLS_HANDSHAKE_OK,
+    TLS_HANDSHAKE_FAILED,  /* a TLS failure (exit 76) */
+    TLS_HANDSHAKE_REFUSED, /* the client's certificate was refused (exit 77) */
+    TLS_HANDSHAKE_TIMEOUT
+};
+
+struct identity;
 
 struct tls;
 
@@ -89,6 +96,23 @@ const char *tls_cipher(struct tls *t);
 const char *tls_suite(struct tls *t);
 /* The SNI name the client sent, or NULL. */
 const char *tls_server_name(struct tls *t);
+
+/* Whether the session was resumed from a ticket. */
+bool tls_resumed(struct tls *t);
+/* The ALPN protocol agreed on, or NULL. */
+const char *tls_alpn(struct tls *t);
+/* The client's certificate as checked (-v), for the log and SSL_CLIENT_*. */
+const struct identity *tls_identity(const struct tls *t);
+/* A problem found while loading that is worth a log line but not fatal
+ * (an OCSP response that is not stapled), or NULL. */
+const char *tls_warning(const struct tls *t);
+
+/*
+ * --generate-ticket-key: write a new random key to file (mode 0600), by
+ * rename, so that processes reading it see the old key or the new one.
+ * 0, or -1 with a message in err.
+ */
+int tls_generate_ticket_key(const char *file, char *err, size_t errlen);
 
 void tls_free(struct tls *t);
 

@@ -107,12 +107,30 @@ int main(void)
            "-c: client mode, verification not weakened by default");
     TAP_OK(PARSE("-c", "-r", "993", "-v", "0") == OPTIONS_RUN && cfg.verify_level == 0,
            "-c -v 0 turns verification off explicitly");
-    TAP_OK(PARSE("-r", "993", "-v", "2") == OPTIONS_ERROR && strstr(err, "-v 2") != NULL,
-           "server-side client certificates (-v 2) refused until supported");
+    TAP_OK(PARSE("-r", "993", "-v", "2") == OPTIONS_ERROR && strstr(err, "-v 2") != NULL &&
+               strstr(err, "-A") != NULL,
+           "-v 2 without a CA to verify clients with refused, naming -A");
+    TAP_OK(PARSE("-r", "993", "-v", "require", "-A", "ca.pem") == OPTIONS_RUN &&
+               cfg.verify_level == 2,
+           "-v require -A CAFILE");
+    TAP_OK(PARSE("-r", "993", "-v", "1", "-A", "ca.pem", "--allow-client", "san=a@b.c") ==
+               OPTIONS_ERROR,
+           "--allow-client with -v 1 refused (it would trust unverified certificates)");
+    TAP_OK(PARSE("-r", "993", "-v", "2", "-A", "ca.pem", "--allow-client", "cn=alice") ==
+               OPTIONS_ERROR && strstr(err, "cn=alice") != NULL,
+           "--allow-client with an unknown rule kind refused, naming it");
+    TAP_OK(PARSE("-r", "993", "-v", "2", "-A", "ca.pem", "--allow-client", "san=a@b.c",
+                 "--allow-client", "sha256=AB:CD") == OPTIONS_RUN &&
+               cfg.n_allow_client == 2,
+           "--allow-client is repeatable");
+    TAP_OK(PARSE("--generate-ticket-key", "/tmp/k") == OPTIONS_GENERATE_TICKET_KEY &&
+               strcmp(cfg.ticket_key, "/tmp/k") == 0,
+           "--generate-ticket-key FILE");
     TAP_OK(PARSE("-r", "993", "-v", "9") == OPTIONS_ERROR, "-v 9 refused");
     TAP_OK(PARSE("-r", "143", "--chroot", "jail") == OPTIONS_ERROR, "relative --chroot refused");
-    TAP_OK(PARSE("-r", "143", "-t", "300") == OPTIONS_ERROR && strstr(err, "-t") != NULL,
-           "-t refused as not supported yet");
+    TAP_OK(PARSE("-r", "143", "-t", "300") == OPTIONS_RUN && cfg.session_timeout == 300,
+           "-t sets the ticket lifetime");
+    TAP_OK(PARSE("-r", "143", "-t", "0") == OPTIONS_ERROR, "-t 0 refused");
     TAP_OK(PARSE("-r", "143", "--frobnicate") == OPTIONS_ERROR &&
                strstr(err, "--frobnicate") != NULL,
            "unknown long option named");
