@@ -1,4 +1,6 @@
 #!/bin/bash
+# Run by sh (as the README's quick start does): start again under bash.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # test.sh — build tlsfilter and run its test suite, from a fresh clone.
 #
 #   bash scripts/test.sh

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -120,14 +121,13 @@ int backend_resolve(const struct config *cfg, struct backend *b, char *err, size
     if (backend_split(cfg->connect, host, sizeof host, port, sizeof port, err, errlen) < 0)
         return EX_CONFIG;
     /* With no host, getaddrinfo gives the loopback addresses. */
-    r = resolve(host[0] ? host : NULL, port, 0, AF_UNSPEC,
-                &b->ai, cfg->connect, err, errlen);
+    r = resolve(host[0] ? host : NULL, port, 0, AF_UNSPEC, &b->ai, cfg->connect, err, errlen);
     if (r != 0)
         return r;
     snprintf(b->text, sizeof b->text, "%s", cfg->connect);
     if (cfg->bind_addr != NULL)
-        return resolve(cfg->bind_addr, NULL, AI_PASSIVE, AF_UNSPEC, &b->bind_ai,
-                       cfg->bind_addr, err, errlen);
+        return resolve(cfg->bind_addr, NULL, AI_PASSIVE, AF_UNSPEC, &b->bind_ai, cfg->bind_addr,
+                       err, errlen);
     return 0;
 }
 
@@ -386,11 +386,24 @@ fail_logger:
     return -1;
 }
 
-const char *backend_reap(pid_t pid, char *buf, size_t len)
+const char *backend_reap(pid_t pid, unsigned timeout_sec, char *buf, size_t len)
 {
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    unsigned waited_ms = 0;
+    pid_t r;
     int st;
 
-    if (waitpid(pid, &st, 0) < 0)
+    /* A program that outlives the connection is left to finish on its own. */
+    for (;;) {
+        r = waitpid(pid, &st, WNOHANG);
+        if (r != 0 || waited_ms >= timeout_sec * 1000)
+            break;
+        nanosleep(&tick, NULL);
+        waited_ms += 20;
+    }
+    if (r == 0)
+        snprintf(buf, len, "running");
+    else if (r < 0)
         snprintf(buf, len, "unknown");
     else if (WIFEXITED(st))
         snprintf(buf, len, "exit-%d", WEXITSTATUS(st));

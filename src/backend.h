@@ -14,9 +14,9 @@
 
 struct backend {
     bool is_unix;
-    struct sockaddr_un un;     /* -r /path */
-    struct addrinfo *ai;       /* -r [HOST:]PORT, resolved */
-    struct addrinfo *bind_ai;  /* -I ADDR, resolved */
+    struct sockaddr_un un;             /* -r /path */
+    struct addrinfo *ai;               /* -r [HOST:]PORT, resolved */
+    struct addrinfo *bind_ai;          /* -I ADDR, resolved */
     char text[INET6_ADDRSTRLEN + 112]; /* for the log: the address connected to */
 };
 
@@ -57,8 +57,11 @@ int backend_program(const struct config *cfg, struct backend *b);
 int backend_spawn(const struct config *cfg, char *const *env, pid_t *pid, char *err,
                   size_t errlen);
 
-/* Reap the program; a one-line description of how it ended in buf. */
-const char *backend_reap(pid_t pid, char *buf, size_t len);
+/*
+ * Reap the program, waiting at most timeout_sec seconds; how it ended in
+ * buf: exit-N, signal-N, or running (it is left to finish on its own).
+ */
+const char *backend_reap(pid_t pid, unsigned timeout_sec, char *buf, size_t len);
 
 void backend_free(struct backend *b);
 

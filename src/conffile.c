@@ -95,24 +95,24 @@ static char *pool_strdup(const char *s)
 /* The state of one load: the working copy and what the end-of-file checks need. */
 struct parser {
     const char *path;
-    unsigned line;            /* the line being read; 0 for the file as a whole */
+    unsigned line; /* the line being read; 0 for the file as a whole */
     char *err;
     size_t errlen;
-    struct config cfg;        /* the working copy, the caller's on success */
-    const char *section;      /* the [service] seen, or NULL */
+    struct config cfg;   /* the working copy, the caller's on success */
+    const char *section; /* the [service] seen, or NULL */
     unsigned section_line;
-    bool service_given;       /* service = wins over the section's name */
-    unsigned connect_line;    /* where connect = was; 0 if nowhere yet */
-    unsigned exec_line;       /* where exec = was */
-    unsigned exec_args_line;  /* where execArgs = was */
-    const char *check_host;   /* checkHost, resolved against client = at the end */
+    bool service_given;      /* service = wins over the section's name */
+    unsigned connect_line;   /* where connect = was; 0 if nowhere yet */
+    unsigned exec_line;      /* where exec = was */
+    unsigned exec_args_line; /* where execArgs = was */
+    const char *check_host;  /* checkHost, resolved against client = at the end */
     unsigned check_host_line;
     const char *sni;
     unsigned sni_line;
-    int syslog;               /* syslog = : -1 not given, else 0 or 1 */
-    unsigned version_line;    /* the last key that restricted TLS versions; 0 if none */
+    int syslog;            /* syslog = : -1 not given, else 0 or 1 */
+    unsigned version_line; /* the last key that restricted TLS versions; 0 if none */
     int version_min, version_max;
-    bool no_tls12, no_tls13;  /* options = NO_TLSv1_2, NO_TLSv1_3 */
+    bool no_tls12, no_tls13; /* options = NO_TLSv1_2, NO_TLSv1_3 */
 };
 
 static int fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -389,8 +389,9 @@ static int on_verify(struct parser *p, const char *key, const char *value)
         return 0;
     }
     if (strcmp(value, "4") == 0)
-        return fail(p, "%s = 4 not supported: tlsfilter always checks the chain; use "
-                       "verify = 3 with the peer's certificate in CAfile",
+        return fail(p,
+                    "%s = 4 not supported: tlsfilter always checks the chain; use "
+                    "verify = 3 with the peer's certificate in CAfile",
                     key);
     return fail(p, "%s = %s: expected 0, 1, 2 or 3", key, value);
 }
@@ -422,8 +423,8 @@ static int on_sni(struct parser *p, const char *key, const char *value)
 static int on_debug(struct parser *p, const char *key, const char *value)
 {
     if (options_parse_log_level(value, &p->cfg.log_facility, &p->cfg.log_level) < 0)
-        return fail(p, "%s = %s: expected [FACILITY.]LEVEL, such as 7, debug or mail.info",
-                    key, value);
+        return fail(p, "%s = %s: expected [FACILITY.]LEVEL, such as 7, debug or mail.info", key,
+                    value);
     return 0;
 }
 
@@ -577,8 +578,9 @@ static int on_fips(struct parser *p, const char *key, const char *value)
     if (yes_no(p, key, value, &yes) < 0)
         return -1;
     if (yes)
-        return fail(p, "%s = yes not supported: GnuTLS follows the system-wide FIPS mode "
-                       "(fips=1 on the kernel command line)",
+        return fail(p,
+                    "%s = yes not supported: GnuTLS follows the system-wide FIPS mode "
+                    "(fips=1 on the kernel command line)",
                     key);
     return 0;
 }
@@ -629,12 +631,30 @@ struct key {
     handler *call;    /* K_CALL */
 };
 
-#define STRING(n, f) {n, K_STRING, offsetof(struct config, f), NULL, NULL}
-#define BOOL(n, f) {n, K_BOOL, offsetof(struct config, f), NULL, NULL}
-#define SECONDS(n, f) {n, K_SECONDS, offsetof(struct config, f), NULL, NULL}
-#define NOTE(n, t) {n, K_NOTE, 0, t, NULL}
-#define REFUSE(n, t) {n, K_REFUSE, 0, t, NULL}
-#define CALL(n, h) {n, K_CALL, 0, NULL, h}
+#define STRING(n, f)                                        \
+    {                                                       \
+        n, K_STRING, offsetof(struct config, f), NULL, NULL \
+    }
+#define BOOL(n, f)                                        \
+    {                                                     \
+        n, K_BOOL, offsetof(struct config, f), NULL, NULL \
+    }
+#define SECONDS(n, f)                                        \
+    {                                                        \
+        n, K_SECONDS, offsetof(struct config, f), NULL, NULL \
+    }
+#define NOTE(n, t)            \
+    {                         \
+        n, K_NOTE, 0, t, NULL \
+    }
+#define REFUSE(n, t)            \
+    {                           \
+        n, K_REFUSE, 0, t, NULL \
+    }
+#define CALL(n, h)            \
+    {                         \
+        n, K_CALL, 0, NULL, h \
+    }
 
 static const char note_session[] =
     "session cache options ignored: every connection is a new process, without a cache";
@@ -786,8 +806,7 @@ static int on_section(struct parser *p, char *s)
                     "(the first, [%s], is on line %u): give each service its own file",
                     name, p->section, p->section_line);
     if (!name_ok(name))
-        return fail(p,
-                    "[%s]: a service name is 1-64 letters, digits, '.', '_', '+' or '-'",
+        return fail(p, "[%s]: a service name is 1-64 letters, digits, '.', '_', '+' or '-'",
                     name);
     p->section = pool_strdup(name);
     if (p->section == NULL)

@@ -12,11 +12,11 @@
 #include "options.h"
 
 struct identity {
-    const char *verify;    /* SSL_CLIENT_VERIFY: NONE, SUCCESS or FAILED */
-    char subject[256];     /* RFC 4514 DN, "" without a certificate */
+    const char *verify; /* SSL_CLIENT_VERIFY: NONE, SUCCESS or FAILED */
+    char subject[256];  /* RFC 4514 DN, "" without a certificate */
     char issuer[256];
-    char sha256[65];       /* lowercase hex */
-    char reason[256];      /* why a client was refused */
+    char sha256[65];  /* lowercase hex */
+    char reason[256]; /* why a client was refused */
 };
 
 /* Certificates installed locally, for -v 3: loaded once, from -A and -a. */

@@ -47,7 +47,9 @@ static void log_preinit(int argc, char **argv, char **envp)
     int null;
 
     (void)argc, (void)argv, (void)envp;
-    if (fstat(2, &st) == 0 && !same_file(2, 0) && !same_file(2, 1))
+    /* fd 2 is the client's channel when it is the socket or pipe of fd 0/1;
+     * a terminal shared with fd 0/1 is someone trying tlsfilter by hand. */
+    if (fstat(2, &st) == 0 && (S_ISCHR(st.st_mode) || (!same_file(2, 0) && !same_file(2, 1))))
         stderr_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
     null = open("/dev/null", O_RDWR);
     if (null >= 0 && null != 2) {
@@ -56,8 +58,9 @@ static void log_preinit(int argc, char **argv, char **envp)
     }
 }
 
-__attribute__((section(".preinit_array"), used)) static void (*const log_preinit_entry)(
-    int, char **, char **) = log_preinit;
+__attribute__((section(".preinit_array"),
+               used)) static void (*const log_preinit_entry)(int, char **,
+                                                             char **) = log_preinit;
 
 bool log_stderr_safe(void)
 {

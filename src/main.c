@@ -112,18 +112,30 @@ static int check(const struct config *cfg)
             printf("error: %s\n", err);
             bad = -1;
         } else {
-            printf("ok: %s\n", cfg->verify_level == 0 ? "server certificates are NOT verified (-v 0)"
-                                                       : "trusted CA certificates loaded");
+            printf("ok: %s\n", cfg->verify_level == 0
+                                   ? "server certificates are NOT verified (-v 0)"
+                                   : "trusted CA certificates loaded");
             tls_free(t);
         }
     }
 
+    if (privs_check(cfg, err, sizeof err) < 0) {
+        printf("error: %s\n", err);
+        bad = -1;
+    } else if (cfg->user != NULL || cfg->group != NULL || cfg->chroot_dir != NULL) {
+        printf("ok: user, group and chroot directory exist\n");
+    }
+    printf("%s: TCP wrappers %s\n", access_available() ? "ok" : "note",
+           access_available() ? "are checked" : "are not built in");
     if (cfg->exec_path != NULL) {
-        if (access(cfg->exec_path, X_OK) < 0) {
-            printf("error: program %s: %s\n", cfg->exec_path, strerror(errno));
+        char inside[4096];
+        snprintf(inside, sizeof inside, "%s%s", cfg->chroot_dir ? cfg->chroot_dir : "",
+                 cfg->exec_path);
+        if (access(inside, X_OK) < 0) {
+            printf("error: program %s: %s\n", inside, strerror(errno));
             bad = -1;
         } else {
-            printf("ok: program %s is executable\n", cfg->exec_path);
+            printf("ok: program %s is executable\n", inside);
         }
     } else if (backend_resolve(cfg, &b, err, sizeof err) != 0) {
         printf("error: backend %s\n", err);
@@ -134,6 +146,15 @@ static int check(const struct config *cfg)
     }
     printf("%s\n", bad ? "configuration has errors" : "configuration ok");
     return bad ? EX_CONFIG : 0;
+}
+
+/* Set by SIGTERM, SIGHUP and SIGINT: the relay ends and logs. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
 }
 
 /* One connection: what the steps below hand each other. */
@@ -156,7 +177,8 @@ static int load_credentials(struct conn *c)
     if (c->cfg.client_mode && name == NULL) {
         /* The server must prove the name we connect to (or localhost). */
         if (backend_split(c->cfg.connect, host, sizeof host, port, sizeof port, err,
-                          sizeof err) == 0 && host[0] != '\0')
+                          sizeof err) == 0 &&
+            host[0] != '\0')
             name = host;
         else
             name = "localhost";
@@ -278,7 +300,13 @@ static int relay(struct conn *c)
         backend.tls = c->tls;
     else
         client.tls = c->tls;
-    status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close, &res);
+    status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close,
+                       &stop_requested, &res);
+    /* The client is done with us: let it go before waiting for a program. */
+    if (c->program > 0) {
+        close(0);
+        close(1);
+    }
     id = tls_identity(c->tls);
     log_msg(LOG_NOTICE,
             "event=close peer=%s version=%s cipher=%s sni=%s alpn=%s resumed=%s "
@@ -294,7 +322,9 @@ static int relay(struct conn *c)
             res.end, res.detail[0] ? " reason=" : "",
             res.detail[0] ? log_value(res.detail, reason, sizeof reason) : "",
             c->program > 0 ? " program=" : "",
-            c->program > 0 ? backend_reap(c->program, program, sizeof program) : "");
+            c->program > 0
+                ? backend_reap(c->program, c->cfg.timeout_close, program, sizeof program)
+                : "");
     return status;
 }
 
@@ -308,13 +338,13 @@ static int client_handshake(struct conn *c)
 typedef int step_fn(struct conn *);
 
 /* Server mode: only a client that completed the handshake reaches the backend. */
-static step_fn *const server_steps[] = {load_credentials, check_access, resolve_backend,
-                                        drop_privileges,  handshake,    open_backend,
-                                        relay,            NULL};
+static step_fn *const server_steps[] = {
+    load_credentials, check_access, resolve_backend, drop_privileges,
+    handshake,        open_backend, relay,           NULL};
 /* Client mode (-c): plaintext on fd 0/1, TLS towards the server. */
-static step_fn *const client_steps[] = {load_credentials, check_access,     resolve_backend,
-                                        drop_privileges,  open_backend,     client_handshake,
-                                        relay,            NULL};
+static step_fn *const client_steps[] = {
+    load_credentials, check_access,     resolve_backend, drop_privileges,
+    open_backend,     client_handshake, relay,           NULL};
 
 int main(int argc, char **argv)
 {
@@ -327,12 +357,23 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &c.start);
     /* A peer gone mid-write must be an error return, not a signal. */
     signal(SIGPIPE, SIG_IGN);
+    /* No SA_RESTART: a stop signal interrupts poll() and the relay logs. */
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
 
     switch (options_parse(argc, argv, &c.cfg, err, sizeof err)) {
     case OPTIONS_VERSION:
         printf("tlsfilter %s (stunnel 3.26 compatible)\n"
-               "default certificate: %s\n",
-               PACKAGE_VERSION, OPTIONS_DEFAULT_CERT);
+               "default certificate: %s\n"
+               "TCP wrappers: %s\n",
+               PACKAGE_VERSION, OPTIONS_DEFAULT_CERT, access_available() ? "yes" : "no");
         return 0;
     case OPTIONS_HELP:
         fputs(options_usage, stdout);

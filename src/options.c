@@ -225,8 +225,7 @@ int options_parse_log_level(const char *arg, int *facility, int *level)
     if (dot != NULL) {
         size_t n = (size_t)(dot - arg);
         for (i = 0; i < sizeof facilities / sizeof facilities[0]; i++)
-            if (strlen(facilities[i].name) == n &&
-                strncasecmp(arg, facilities[i].name, n) == 0)
+            if (strlen(facilities[i].name) == n && strncasecmp(arg, facilities[i].name, n) == 0)
                 break;
         if (i == sizeof facilities / sizeof facilities[0])
             return -1;
@@ -261,6 +260,14 @@ static void set_defaults(struct config *cfg)
     cfg->session_timeout = 21600; /* GnuTLS's own default: 6 hours */
 }
 
+/* A syslog ident and TCP wrappers daemon name. */
+static bool name_ok(const char *s)
+{
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-");
+
+    return n > 0 && n <= 64 && s[n] == '\0';
+}
+
 /* A non-empty string without control characters (it may reach a log line). */
 static bool printable(const char *s)
 {
@@ -285,8 +292,66 @@ static const char *flag_name(int c, char *buf, size_t len)
     return buf;
 }
 
-enum options_result options_parse(int argc, char **argv, struct config *cfg,
-                                  char *errbuf, size_t errlen)
+/* Checks across options, once all are read. 0, or -1 with a message. */
+static int validate(const struct config *cfg, char *errbuf, size_t errlen)
+{
+    if (cfg->connect == NULL && cfg->exec_path == NULL) {
+        return fail(errbuf, errlen, "no backend: give -r [HOST:]PORT or -l PROGRAM%s",
+                    cfg->config_file != NULL ? " (connect = or exec = in the file)" : "");
+    }
+    if (cfg->connect != NULL && cfg->exec_path != NULL) {
+        return fail(errbuf, errlen, "give -r or -l, not both");
+    }
+    if ((cfg->connect != NULL && !printable(cfg->connect)) || !printable(cfg->service) ||
+        (cfg->bind_addr != NULL && !printable(cfg->bind_addr))) {
+        return fail(errbuf, errlen, "empty value or control character in -r, -N or -I");
+    }
+    /* Client certificates: verified against our CA list, never the system's. */
+    if (!cfg->client_mode && cfg->verify_level > 0 && cfg->ca_file == NULL &&
+        cfg->ca_dir == NULL) {
+        return fail(errbuf, errlen, "-v %d needs -A CAFILE or -a CADIR to verify clients with",
+                    cfg->verify_level);
+    }
+    /* An allow-list over unverified certificates would trust what anyone can make. */
+    if (cfg->n_allow_client > 0 && (cfg->client_mode || cfg->verify_level < 2)) {
+        return fail(errbuf, errlen,
+                    "--allow-client needs -v 2 or -v 3 (and is for server mode)");
+    }
+    if (cfg->session_timeout == 0) {
+        return fail(errbuf, errlen, "-t must be at least 1 second");
+    }
+    if (cfg->client_mode && cfg->exec_path != NULL) {
+        return fail(errbuf, errlen,
+                    "-c needs -r: a client-mode TLS connection goes to a server");
+    }
+    if (cfg->timeout_handshake == 0 || cfg->timeout_connect == 0 || cfg->timeout_idle == 0 ||
+        cfg->timeout_close == 0) {
+        return fail(errbuf, errlen, "timeouts must be at least 1 second");
+    }
+    if (!name_ok(cfg->service))
+        return fail(errbuf, errlen,
+                    "-N %s: a service name is letters, digits and . _ + - (hosts.allow "
+                    "splits on spaces and commas)",
+                    cfg->service);
+    /* Options that would do nothing in this mode are refused, not ignored. */
+    if (!cfg->client_mode && cfg->verify_level <= 0 && (cfg->ca_file || cfg->ca_dir))
+        return fail(errbuf, errlen,
+                    "-A and -a verify client certificates in server mode: give -v 1, 2 or 3");
+    if (!cfg->client_mode && cfg->server_name != NULL)
+        return fail(errbuf, errlen, "--server-name is for client mode (-c)");
+    if (cfg->client_mode && (cfg->alpn || cfg->ticket_key || cfg->ocsp_file))
+        return fail(errbuf, errlen,
+                    "--alpn, --ticket-key and --ocsp-response are for server mode");
+#ifndef HAVE_LIBWRAP
+    if (cfg->hosts_allow != NULL || cfg->hosts_deny != NULL)
+        return fail(errbuf, errlen,
+                    "--hosts-allow/--hosts-deny: this tlsfilter is built without TCP wrappers");
+#endif
+    return 0;
+}
+
+enum options_result options_parse(int argc, char **argv, struct config *cfg, char *errbuf,
+                                  size_t errlen)
 {
     enum options_result result = OPTIONS_RUN;
     char name[32];
@@ -349,10 +414,8 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
                 return OPTIONS_CONFIG_ERROR;
             break;
         case 'D':
-            if (options_parse_log_level(optarg, &cfg->log_facility,
-                                        &cfg->log_level) < 0) {
-                fail(errbuf, errlen,
-                     "-D %s: expected [FACILITY.]LEVEL, such as mail.info or 5",
+            if (options_parse_log_level(optarg, &cfg->log_facility, &cfg->log_level) < 0) {
+                fail(errbuf, errlen, "-D %s: expected [FACILITY.]LEVEL, such as mail.info or 5",
                      optarg);
                 return OPTIONS_ERROR;
             }
@@ -496,44 +559,7 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg,
         fail(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
         return OPTIONS_ERROR;
     }
-    if (cfg->connect == NULL && cfg->exec_path == NULL) {
-        fail(errbuf, errlen, "no backend: give -r [HOST:]PORT or -l PROGRAM%s",
-             cfg->config_file != NULL ? " (connect = or exec = in the file)" : "");
-        return OPTIONS_ERROR;
-    }
-    if (cfg->connect != NULL && cfg->exec_path != NULL) {
-        fail(errbuf, errlen, "give -r or -l, not both");
-        return OPTIONS_ERROR;
-    }
-    if ((cfg->connect != NULL && !printable(cfg->connect)) || !printable(cfg->service) ||
-        (cfg->bind_addr != NULL && !printable(cfg->bind_addr))) {
-        fail(errbuf, errlen, "empty value or control character in -r, -N or -I");
-        return OPTIONS_ERROR;
-    }
-    /* Client certificates: verified against our CA list, never the system's. */
-    if (!cfg->client_mode && cfg->verify_level > 0 && cfg->ca_file == NULL &&
-        cfg->ca_dir == NULL) {
-        fail(errbuf, errlen, "-v %d needs -A CAFILE or -a CADIR to verify clients with",
-             cfg->verify_level);
-        return OPTIONS_ERROR;
-    }
-    /* An allow-list over unverified certificates would trust what anyone can make. */
-    if (cfg->n_allow_client > 0 && (cfg->client_mode || cfg->verify_level < 2)) {
-        fail(errbuf, errlen, "--allow-client needs -v 2 or -v 3 (and is for server mode)");
-        return OPTIONS_ERROR;
-    }
-    if (cfg->session_timeout == 0) {
-        fail(errbuf, errlen, "-t must be at least 1 second");
-        return OPTIONS_ERROR;
-    }
-    if (cfg->client_mode && cfg->exec_path != NULL) {
-        fail(errbuf, errlen, "-c needs -r: a client-mode TLS connection goes to a server");
-        return OPTIONS_ERROR;
-    }
-    if (cfg->timeout_handshake == 0 || cfg->timeout_connect == 0 ||
-        cfg->timeout_idle == 0 || cfg->timeout_close == 0) {
-        fail(errbuf, errlen, "timeouts must be at least 1 second");
-        return OPTIONS_ERROR;
-    }
+    if (validate(cfg, errbuf, errlen) < 0)
+        return cfg->config_file != NULL ? OPTIONS_CONFIG_ERROR : OPTIONS_ERROR;
     return result;
 }

@@ -22,63 +22,63 @@
  * FFDHE8192 would cost the server a CPU-second), X25519 first, and the
  * server's order wins.
  */
-#define OPTIONS_DEFAULT_PRIORITY                                              \
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                               \
-    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"                \
-    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"                         \
-    ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"              \
+#define OPTIONS_DEFAULT_PRIORITY                                  \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                  \
+    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"   \
+    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"             \
+    ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1" \
     ":%SERVER_PRECEDENCE"
 
 enum options_result {
-    OPTIONS_RUN,     /* a connection is to be served */
-    OPTIONS_CHECK,   /* --check: validate and exit */
-    OPTIONS_VERSION, /* -V: print the version and exit 0 */
+    OPTIONS_RUN,                 /* a connection is to be served */
+    OPTIONS_CHECK,               /* --check: validate and exit */
+    OPTIONS_VERSION,             /* -V: print the version and exit 0 */
     OPTIONS_GENERATE_TICKET_KEY, /* --generate-ticket-key FILE (in cfg->ticket_key) */
-    OPTIONS_HELP,    /* -h: print the usage and exit 0 */
-    OPTIONS_ERROR,   /* usage error: message in errbuf, exit 64 */
-    OPTIONS_CONFIG_ERROR /* a configuration file is wrong: message in errbuf, exit 78 */
+    OPTIONS_HELP,                /* -h: print the usage and exit 0 */
+    OPTIONS_ERROR,               /* usage error: message in errbuf, exit 64 */
+    OPTIONS_CONFIG_ERROR         /* a configuration file is wrong: message in errbuf, exit 78 */
 };
 
 struct config {
-    const char *cert_file;   /* -p: key, certificate and chain */
-    bool cert_set;           /* -p was given (client mode presents it only then) */
-    const char *key_file;    /* --key: separate private key, or NULL */
-    const char *connect;     /* -r: the backend as written */
-    const char *bind_addr;   /* -I: local address for the backend, or NULL */
-    const char *priority;    /* -C: GnuTLS priority string */
-    const char *service;     /* -N: syslog ident and TCP wrappers service */
-    bool service_set;        /* -N was given (else libwrap uses stunnel 3's rule) */
-    const char *log_file;    /* -o: log to this file instead of syslog */
-    const char *user;        /* -s */
-    const char *group;       /* -g */
-    int log_facility;        /* -D FACILITY. (LOG_DAEMON) */
-    int log_level;           /* -D LEVEL (LOG_NOTICE) */
-    bool log_stderr;         /* -f */
+    const char *cert_file;      /* -p: key, certificate and chain */
+    bool cert_set;              /* -p was given (client mode presents it only then) */
+    const char *key_file;       /* --key: separate private key, or NULL */
+    const char *connect;        /* -r: the backend as written */
+    const char *bind_addr;      /* -I: local address for the backend, or NULL */
+    const char *priority;       /* -C: GnuTLS priority string */
+    const char *service;        /* -N: syslog ident and TCP wrappers service */
+    bool service_set;           /* -N was given (else libwrap uses stunnel 3's rule) */
+    const char *log_file;       /* -o: log to this file instead of syslog */
+    const char *user;           /* -s */
+    const char *group;          /* -g */
+    int log_facility;           /* -D FACILITY. (LOG_DAEMON) */
+    int log_level;              /* -D LEVEL (LOG_NOTICE) */
+    bool log_stderr;            /* -f */
     unsigned timeout_handshake; /* seconds */
     unsigned timeout_connect;
     unsigned timeout_idle;
     unsigned timeout_close;
-    const char *exec_path;   /* -l / -L: program to start instead of -r */
-    char **exec_argv;        /* its argv (after "--": argv[0] included), or NULL */
-    bool exec_pty;           /* -L: on a pseudo-terminal */
-    bool client_mode;        /* -c: plaintext on fd 0/1, TLS towards -r */
-    const char *server_name; /* --server-name: SNI and name check in client mode */
-    const char *ca_file;     /* -A */
-    const char *ca_dir;      /* -a */
-    int verify_level;        /* -v: 0 none ... 3; -1 unset (client mode then verifies) */
-    const char *crl_file;    /* --crl-file */
+    const char *exec_path;        /* -l / -L: program to start instead of -r */
+    char **exec_argv;             /* its argv (after "--": argv[0] included), or NULL */
+    bool exec_pty;                /* -L: on a pseudo-terminal */
+    bool client_mode;             /* -c: plaintext on fd 0/1, TLS towards -r */
+    const char *server_name;      /* --server-name: SNI and name check in client mode */
+    const char *ca_file;          /* -A */
+    const char *ca_dir;           /* -a */
+    int verify_level;             /* -v: 0 none ... 3; -1 unset (client mode then verifies) */
+    const char *crl_file;         /* --crl-file */
     const char *allow_client[16]; /* --allow-client subject=DN | san=NAME | sha256=HEX */
     size_t n_allow_client;
-    const char *alpn;        /* --alpn: comma-separated protocol names */
-    const char *ocsp_file;   /* --ocsp-response FILE (DER or PEM) */
-    const char *ticket_key;  /* --ticket-key FILE: resumption across processes */
+    const char *alpn;         /* --alpn: comma-separated protocol names */
+    const char *ocsp_file;    /* --ocsp-response FILE (DER or PEM) */
+    const char *ticket_key;   /* --ticket-key FILE: resumption across processes */
     unsigned session_timeout; /* -t: ticket lifetime in seconds */
-    const char *chroot_dir;  /* --chroot */
-    const char *hosts_allow; /* --hosts-allow: libwrap's allow table */
-    const char *hosts_deny;  /* --hosts-deny */
-    bool libwrap;            /* check TCP wrappers (default yes, when built in) */
-    const char *config_file; /* --config or the single argument */
-    const char *notes[16];   /* accepted-but-ignored options, to be logged */
+    const char *chroot_dir;   /* --chroot */
+    const char *hosts_allow;  /* --hosts-allow: libwrap's allow table */
+    const char *hosts_deny;   /* --hosts-deny */
+    bool libwrap;             /* check TCP wrappers (default yes, when built in) */
+    const char *config_file;  /* --config or the single argument */
+    const char *notes[16];    /* accepted-but-ignored options, to be logged */
     size_t n_notes;
 };
 
@@ -90,8 +90,8 @@ void options_note(struct config *cfg, const char *note);
  * OPTIONS_ERROR, errbuf holds a one-line message naming the offending option.
  * Never prints, never exits: the caller knows whether stderr is safe.
  */
-enum options_result options_parse(int argc, char **argv, struct config *cfg,
-                                  char *errbuf, size_t errlen);
+enum options_result options_parse(int argc, char **argv, struct config *cfg, char *errbuf,
+                                  size_t errlen);
 
 /* The usage text printed by -h. */
 extern const char options_usage[];

@@ -105,8 +105,7 @@ void peer_identify(struct peer *p)
     if (fstat(0, &st) == 0) {
         if (S_ISFIFO(st.st_mode))
             p->kind = PEER_PIPES;
-        else if (S_ISSOCK(st.st_mode) &&
-                 getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+        else if (S_ISSOCK(st.st_mode) && getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
             p->kind = PEER_UNIX; /* until getpeername says inet */
     }
     if (p->kind == PEER_UNIX && from_socket(p->addr, p->port, true)) {

@@ -8,19 +8,19 @@
 #include <stdbool.h>
 
 enum peer_kind {
-    PEER_TCP,    /* an inet socket: xinetd, inetd, systemd, socat nofork */
-    PEER_UNIX,   /* an AF_UNIX socketpair: socat EXEC: */
-    PEER_PIPES,  /* two pipes: socat EXEC:...,pipes */
-    PEER_OTHER   /* a terminal, a file: works, but nobody's address */
+    PEER_TCP,   /* an inet socket: xinetd, inetd, systemd, socat nofork */
+    PEER_UNIX,  /* an AF_UNIX socketpair: socat EXEC: */
+    PEER_PIPES, /* two pipes: socat EXEC:...,pipes */
+    PEER_OTHER  /* a terminal, a file: works, but nobody's address */
 };
 
 struct peer {
     enum peer_kind kind;
-    bool known;                    /* addr/port hold a numeric address */
-    const char *source;            /* "socket", or the environment variable */
-    char addr[INET6_ADDRSTRLEN];   /* numeric, IPv4-mapped addresses unmapped */
-    char port[8];                  /* numeric, or "" when the launcher gave none */
-    char text[INET6_ADDRSTRLEN + 12]; /* "1.2.3.4:5", "[::1]:5" or "unknown" */
+    bool known;                        /* addr/port hold a numeric address */
+    const char *source;                /* "socket", or the environment variable */
+    char addr[INET6_ADDRSTRLEN];       /* numeric, IPv4-mapped addresses unmapped */
+    char port[8];                      /* numeric, or "" when the launcher gave none */
+    char text[INET6_ADDRSTRLEN + 12];  /* "1.2.3.4:5", "[::1]:5" or "unknown" */
     char local_addr[INET6_ADDRSTRLEN]; /* our end, numeric, or "" */
     char local_port[8];
 };

@@ -30,9 +30,9 @@ enum { POLL_CLIENT_IN, POLL_CLIENT_OUT, POLL_BACKEND_IN, POLL_BACKEND_OUT, POLL_
 /* One direction: bytes read from `from`, buffered, written to `to`. */
 struct direction {
     struct relay_end *from, *to;
-    bool reading;           /* `from` may still give bytes */
-    bool writing;           /* `to` is not yet half-closed */
-    bool read_wants_write;  /* a TLS read on `from` waits for from->wfd */
+    bool reading;          /* `from` may still give bytes */
+    bool writing;          /* `to` is not yet half-closed */
+    bool read_wants_write; /* a TLS read on `from` waits for from->wfd */
     unsigned long long *count;
     size_t start, end;
     unsigned char data[BUF_SIZE];
@@ -92,7 +92,9 @@ static int end_close_write(struct relay_end *e)
 {
     if (e->tls != NULL && tls_close_write(e->tls) == TLS_IO_AGAIN)
         return TLS_IO_AGAIN;
-    if (shutdown(e->wfd, SHUT_WR) < 0 && errno == ENOTSOCK)
+    /* A pseudo-terminal (one fd, not a socket) cannot be half-closed: closing
+     * it would hang up the program before it has answered. */
+    if (shutdown(e->wfd, SHUT_WR) < 0 && errno == ENOTSOCK && e->wfd != e->rfd)
         close(e->wfd);
     return 0;
 }
@@ -197,7 +199,7 @@ static void pump_out(struct direction *d, struct direction *other, long long *ac
 }
 
 int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
-              unsigned close_sec, struct relay_result *res)
+              unsigned close_sec, const volatile sig_atomic_t *stop, struct relay_result *res)
 {
     /* Static: 128 KiB is more than a stack frame should hold; one relay runs. */
     static struct direction c2b, b2c;
@@ -209,9 +211,15 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
     memset(res, 0, sizeof *res);
     res->end = "ok";
     client->how = backend->how = "open";
-    c2b = (struct direction){.from = client, .to = backend, .reading = true, .writing = true,
+    c2b = (struct direction){.from = client,
+                             .to = backend,
+                             .reading = true,
+                             .writing = true,
                              .count = &res->to_backend};
-    b2c = (struct direction){.from = backend, .to = client, .reading = true, .writing = true,
+    b2c = (struct direction){.from = backend,
+                             .to = client,
+                             .reading = true,
+                             .writing = true,
                              .count = &res->to_client};
 
     for (;;) {
@@ -268,6 +276,13 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
                 deadline = quiet_since + (long long)close_sec * 1000;
         }
         n = poll(pfd, POLL_SLOTS, pending ? 0 : deadline > now ? (int)(deadline - now) : 0);
+        /* A signal to stop (the launcher ending the session): end here, so
+         * that the summary line is still written. */
+        if (n < 0 && errno == EINTR && *stop) {
+            res->end = "terminated";
+            status = EX_TEMPFAIL;
+            break;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {

@@ -4,6 +4,7 @@
 #ifndef TLSFILTER_RELAY_H
 #define TLSFILTER_RELAY_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "tls.h"
@@ -15,14 +16,14 @@
  */
 struct relay_end {
     int rfd, wfd;
-    struct tls *tls;  /* NULL: plaintext */
-    const char *how;  /* out: how it ended: notify, eof, reset, timeout, closed */
+    struct tls *tls; /* NULL: plaintext */
+    const char *how; /* out: how it ended: notify, eof, reset, timeout, closed */
 };
 
 struct relay_result {
     unsigned long long to_backend; /* plaintext bytes accepted by the backend side */
     unsigned long long to_client;  /* plaintext bytes accepted by the client side */
-    const char *end;               /* ok, idle-timeout or close-timeout */
+    const char *end;               /* ok, idle-timeout, close-timeout or terminated */
     char detail[160];              /* the error behind a reset, for the log */
 };
 
@@ -32,10 +33,11 @@ struct relay_result {
  * out, and then its writer is half-closed (close_notify where TLS, then
  * shutdown(SHUT_WR)). Ends early after idle_sec seconds without a byte
  * moving, or close_sec seconds after one direction closed while the other
- * stays open. Memory is bounded by two fixed buffers.
- * Returns 0, or EX_TEMPFAIL when a timeout ended the relay.
+ * stays open, or when *stop is set by a signal handler (end=terminated).
+ * Memory is bounded by two fixed buffers.
+ * Returns 0, or EX_TEMPFAIL when a timeout or a signal ended the relay.
  */
 int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
-              unsigned close_sec, struct relay_result *res);
+              unsigned close_sec, const volatile sig_atomic_t *stop, struct relay_result *res);
 
 #endif

@@ -48,7 +48,7 @@ struct tls {
     gnutls_datum_t alpn[8];
     char alpn_list[256];
     char alpn_selected[256];
-    char warning[256];           /* a problem worth a log line, not fatal */
+    char warning[256]; /* a problem worth a log line, not fatal */
 };
 
 /*
@@ -88,7 +88,8 @@ static int set_error(struct tls *t, const char *what, int ret)
 
     if (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR &&
         gnutls_certificate_verification_status_print(
-            gnutls_session_get_verify_cert_status(t->session), GNUTLS_CRT_X509, &text, 0) >= 0) {
+            gnutls_session_get_verify_cert_status(t->session), GNUTLS_CRT_X509, &text, 0) >=
+            0) {
         snprintf(t->error, sizeof t->error, "%s: certificate of %s: %s", what, t->peer_name,
                  (const char *)text.data);
         gnutls_free(text.data);
@@ -112,9 +113,9 @@ static int load_credentials(const struct config *cfg, gnutls_certificate_credent
         return ret;
     if (!check_match)
         gnutls_certificate_set_flags(*cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
-    ret = gnutls_certificate_set_x509_key_file2(
-        *cred, cfg->cert_file, cfg->key_file ? cfg->key_file : cfg->cert_file,
-        GNUTLS_X509_FMT_PEM, NULL, 0);
+    ret = gnutls_certificate_set_x509_key_file2(*cred, cfg->cert_file,
+                                                cfg->key_file ? cfg->key_file : cfg->cert_file,
+                                                GNUTLS_X509_FMT_PEM, NULL, 0);
     return ret < 0 ? ret : 0;
 }
 
@@ -278,9 +279,9 @@ static int set_alpn(struct tls *t, const char *list, char *err, size_t errlen)
             break;
         p = comma + 1;
     }
-    if (n == 0 || gnutls_alpn_set_protocols(t->session, t->alpn, n,
-                                            GNUTLS_ALPN_MANDATORY |
-                                                GNUTLS_ALPN_SERVER_PRECEDENCE) < 0) {
+    if (n == 0 ||
+        gnutls_alpn_set_protocols(t->session, t->alpn, n,
+                                  GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE) < 0) {
         snprintf(err, errlen, "--alpn %s: expected a comma-separated list of names", list);
         return -1;
     }
@@ -303,7 +304,8 @@ static int load_ticket_key(struct tls *t, const char *file, char *err, size_t er
     }
     ret = gnutls_load_file(file, &hex);
     if (ret >= 0) {
-        while (hex.size > 0 && (hex.data[hex.size - 1] == '\n' || hex.data[hex.size - 1] == '\r'))
+        while (hex.size > 0 &&
+               (hex.data[hex.size - 1] == '\n' || hex.data[hex.size - 1] == '\r'))
             hex.size--;
         t->ticket_key.data = gnutls_malloc(size);
         ret = t->ticket_key.data == NULL ? GNUTLS_E_MEMORY_ERROR
@@ -311,8 +313,7 @@ static int load_ticket_key(struct tls *t, const char *file, char *err, size_t er
     }
     gnutls_free(hex.data);
     if (ret < 0 || size != 64) {
-        snprintf(err, errlen, "--ticket-key %s: not a key made by --generate-ticket-key",
-                 file);
+        snprintf(err, errlen, "--ticket-key %s: not a key made by --generate-ticket-key", file);
         return -1;
     }
     t->ticket_key.size = 64;

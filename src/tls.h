@@ -14,9 +14,9 @@
 #include "options.h"
 
 /* Return values of tls_read(), tls_write() and tls_close_write(), besides >= 0. */
-#define TLS_IO_AGAIN (-1)  /* wait for tls_wants_write() ? fd 1 writable : fd 0 readable */
-#define TLS_IO_EOF (-2)    /* the peer's TCP closed without close_notify */
-#define TLS_IO_ERROR (-3)  /* fatal: tls_error() says why */
+#define TLS_IO_AGAIN (-1) /* wait for tls_wants_write() ? fd 1 writable : fd 0 readable */
+#define TLS_IO_EOF (-2)   /* the peer's TCP closed without close_notify */
+#define TLS_IO_ERROR (-3) /* fatal: tls_error() says why */
 
 enum tls_handshake_result {
     TLS_HANDSHAKE_OK,

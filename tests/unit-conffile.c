@@ -177,8 +177,9 @@ static void test_seed(void)
     /* What must not happen. */
     TAP_OK(cfg.log_file == NULL && !cfg.log_stderr, "foreground = yes does not log to stderr");
     TAP_STREQ(cfg.priority, OPTIONS_DEFAULT_PRIORITY, "priority untouched");
-    TAP_OK(!cfg.client_mode && cfg.verify_level == before.verify_level && cfg.exec_path == NULL &&
-               cfg.ca_file == NULL && cfg.bind_addr == NULL && cfg.server_name == NULL,
+    TAP_OK(!cfg.client_mode && cfg.verify_level == before.verify_level &&
+               cfg.exec_path == NULL && cfg.ca_file == NULL && cfg.bind_addr == NULL &&
+               cfg.server_name == NULL,
            "nothing else mapped");
     TAP_OK(cfg.timeout_idle == before.timeout_idle &&
                cfg.timeout_close == before.timeout_close &&
@@ -206,13 +207,15 @@ static void test_rhel_sample(void)
     TAP_OK(has_note(&cfg, "TIMEOUTclose = 0 means 1 second"), "and says so");
     TAP_OK(has_note(&cfg, "pid ignored"), "pid = noted");
     TAP_OK(has_note(&cfg, "socket ignored"), "socket = noted");
-    TAP_OK(cfg.n_notes == 5, "one note per kind: pid, socket (twice), accept, TIMEOUTclose, "
-                             "section (%zu)",
+    TAP_OK(cfg.n_notes == 5,
+           "one note per kind: pid, socket (twice), accept, TIMEOUTclose, "
+           "section (%zu)",
            cfg.n_notes);
     TAP_OK(cfg.key_file == NULL && cfg.ca_file == NULL && cfg.ca_dir == NULL &&
                cfg.verify_level == before.verify_level && !cfg.client_mode,
            "commented-out key, CAfile, CApath, verify, client stay unset");
-    TAP_STREQ(cfg.priority, OPTIONS_DEFAULT_PRIORITY, "commented-out sslVersion: priority kept");
+    TAP_STREQ(cfg.priority, OPTIONS_DEFAULT_PRIORITY,
+              "commented-out sslVersion: priority kept");
 }
 
 static void test_errors_in_fixtures(void)
@@ -271,7 +274,7 @@ static void test_exec(void)
     TAP_OK(LOAD("exec = /bin/cat\npty = yes\n") == 0 && cfg.exec_pty && cfg.exec_argv == NULL,
            "pty = yes; exec without execArgs leaves argv to the backend");
     TAP_OK(LOAD("exec = bin/cat\n") == -1 && strcmp(where(err), ":1: exec = bin/cat: must be "
-                                                           "an absolute path") == 0,
+                                                                "an absolute path") == 0,
            "relative exec refused: %s", where(err));
     TAP_OK(LOAD("execArgs = cat -u\n") == -1 && says(err, ":1: execArgs = without exec"),
            "execArgs without exec refused");
@@ -317,7 +320,9 @@ static void test_syntax(void)
            "CRLF line endings tolerated (%s)", err);
     TAP_OK(LOAD("cert = /last.pem") == 0 && strcmp(cfg.cert_file, "/last.pem") == 0,
            "last line without a newline");
-    TAP_OK(LOAD("\xef\xbb\xbf" "cert = /bom.pem\n") == 0 && strcmp(cfg.cert_file, "/bom.pem") == 0,
+    TAP_OK(LOAD("\xef\xbb\xbf"
+                "cert = /bom.pem\n") == 0 &&
+               strcmp(cfg.cert_file, "/bom.pem") == 0,
            "UTF-8 byte order mark skipped");
     TAP_OK(LOAD("") == 0 && cfg.n_notes == 0 && strcmp(cfg.connect, "110") == 0 &&
                cfg.config_file != NULL,
@@ -325,7 +330,8 @@ static void test_syntax(void)
     TAP_OK(LOAD("cert = /a.pem\ncert = /b.pem\n") == 0 && strcmp(cfg.cert_file, "/b.pem") == 0,
            "a repeated key: the last wins, as in stunnel");
 
-    TAP_OK(LOAD("cert\n") == -1 && strcmp(where(err), ":1: expected KEY = VALUE or [SECTION]") == 0,
+    TAP_OK(LOAD("cert\n") == -1 &&
+               strcmp(where(err), ":1: expected KEY = VALUE or [SECTION]") == 0,
            "a line without '=' refused");
     TAP_OK(LOAD("\n= /a.pem\n") == -1 && says(err, ":2: expected KEY"),
            "a line without a key refused");
@@ -341,12 +347,15 @@ static void test_syntax(void)
            "unknown key: %s", where(err));
 
     /* Bytes that must not reach a path, a log line or an argv. */
-    TAP_OK(LOAD("cert = /a\x01" "b.pem\n") == -1 &&
-               strcmp(where(err), ":1: cert: control character or invalid UTF-8 in the value") == 0,
+    TAP_OK(LOAD("cert = /a\x01"
+                "b.pem\n") == -1 &&
+               strcmp(where(err),
+                      ":1: cert: control character or invalid UTF-8 in the value") == 0,
            "control character refused");
     TAP_OK(LOAD("cert = /a\tb.pem\n") == -1, "tab inside a path refused");
     TAP_OK(LOAD("cert = /caf\xe9.pem\n") == -1, "Latin-1 (invalid UTF-8) value refused");
-    TAP_OK(LOAD("cert = /caf\xc3\xa9.pem\n") == 0 && strcmp(cfg.cert_file, "/caf\xc3\xa9.pem") == 0,
+    TAP_OK(LOAD("cert = /caf\xc3\xa9.pem\n") == 0 &&
+               strcmp(cfg.cert_file, "/caf\xc3\xa9.pem") == 0,
            "UTF-8 value accepted");
     TAP_OK(LOAD("cert = /a\xc0\xaf.pem\n") == -1, "overlong UTF-8 refused");
     TAP_OK(LOAD("cert = /a\xed\xa0\x80.pem\n") == -1, "UTF-16 surrogate refused");
@@ -391,8 +400,9 @@ static void test_values(void)
     /* verify: stunnel 4 levels 0-3 are ours; 4 is not. */
     TAP_OK(LOAD("verify = 0\n") == 0 && cfg.verify_level == 0, "verify = 0");
     TAP_OK(LOAD("verify = 1\n") == 0 && cfg.verify_level == 1, "verify = 1");
-    TAP_OK(LOAD("verify = 2\nCAfile = /ca.pem\nCApath = /certs\n") == 0 && cfg.verify_level == 2 &&
-               strcmp(cfg.ca_file, "/ca.pem") == 0 && strcmp(cfg.ca_dir, "/certs") == 0,
+    TAP_OK(LOAD("verify = 2\nCAfile = /ca.pem\nCApath = /certs\n") == 0 &&
+               cfg.verify_level == 2 && strcmp(cfg.ca_file, "/ca.pem") == 0 &&
+               strcmp(cfg.ca_dir, "/certs") == 0,
            "verify = 2 with CAfile and CApath");
     TAP_OK(LOAD("verify = 3\n") == 0 && cfg.verify_level == 3, "verify = 3");
     TAP_OK(LOAD("verify = 4\n") == -1 && says(err, ":1: verify = 4 not supported"),
@@ -416,10 +426,12 @@ static void test_values(void)
     TAP_OK(LOAD("debug = 8\n") == -1, "debug = 8 refused");
 
     /* Timeouts. */
-    TAP_OK(LOAD("TIMEOUTidle = 600\nTIMEOUTbusy = 20\nTIMEOUTconnect = 5\nTIMEOUTclose = 2\n") ==
-                   0 && cfg.timeout_idle == 600 && cfg.timeout_handshake == 20 &&
-               cfg.timeout_connect == 5 && cfg.timeout_close == 2 && cfg.n_notes == 0,
-           "TIMEOUTidle, TIMEOUTbusy (handshake), TIMEOUTconnect, TIMEOUTclose");
+    TAP_OK(
+        LOAD("TIMEOUTidle = 600\nTIMEOUTbusy = 20\nTIMEOUTconnect = 5\nTIMEOUTclose = 2\n") ==
+                0 &&
+            cfg.timeout_idle == 600 && cfg.timeout_handshake == 20 &&
+            cfg.timeout_connect == 5 && cfg.timeout_close == 2 && cfg.n_notes == 0,
+        "TIMEOUTidle, TIMEOUTbusy (handshake), TIMEOUTconnect, TIMEOUTclose");
     TAP_OK(LOAD("TIMEOUTidle = 0\n") == -1 &&
                strcmp(where(err), ":1: TIMEOUTidle = 0: must be at least 1 second") == 0,
            "TIMEOUTidle = 0 refused");
@@ -427,7 +439,8 @@ static void test_values(void)
     TAP_OK(LOAD("TIMEOUTconnect = 604801\n") == -1, "more than a week refused");
 
     /* Service names. */
-    TAP_OK(LOAD("service = imapd\n") == 0 && strcmp(cfg.service, "imapd") == 0 && cfg.service_set,
+    TAP_OK(LOAD("service = imapd\n") == 0 && strcmp(cfg.service, "imapd") == 0 &&
+               cfg.service_set,
            "service = without a section");
     TAP_OK(LOAD("service = a,b\n") == -1, "service = with a comma refused");
 
@@ -441,7 +454,8 @@ static void test_values(void)
 
     /* Notes, each once. */
     TAP_OK(LOAD("ciphers = HIGH:!aNULL\nciphers = ALL\n") == 0 && cfg.n_notes == 1 &&
-               strcmp(cfg.notes[0], "ciphers ignored: OpenSSL cipher list; use priority =") == 0 &&
+               strcmp(cfg.notes[0], "ciphers ignored: OpenSSL cipher list; use priority =") ==
+                   0 &&
                strcmp(cfg.priority, OPTIONS_DEFAULT_PRIORITY) == 0,
            "ciphers noted once, priority untouched");
     TAP_OK(LOAD("priority = NORMAL:-VERS-TLS1.0\n") == 0 &&
@@ -450,7 +464,8 @@ static void test_values(void)
     TAP_OK(LOAD("renegotiation = yes\n") == 0 &&
                has_note(&cfg, "renegotiation = yes ignored: renegotiation is always refused"),
            "renegotiation = yes noted");
-    TAP_OK(LOAD("renegotiation = no\n") == 0 && cfg.n_notes == 0, "renegotiation = no: nothing");
+    TAP_OK(LOAD("renegotiation = no\n") == 0 && cfg.n_notes == 0,
+           "renegotiation = no: nothing");
     TAP_OK(LOAD("compression = zlib\nsessionCacheSize = 1000\nRNDfile = /dev/urandom\n"
                 "delay = yes\nfips = no\n") == 0 &&
                cfg.n_notes == 4,
@@ -463,7 +478,8 @@ static void test_values(void)
                strcmp(where(err), ":1: protocol = smtp is not supported: tlsfilter does "
                                   "implicit TLS only") == 0,
            "protocol = smtp refused: %s", where(err));
-    TAP_OK(LOAD("transparent = source\n") == -1 && says(err, ":1: transparent makes no sense here"),
+    TAP_OK(LOAD("transparent = source\n") == -1 &&
+               says(err, ":1: transparent makes no sense here"),
            "transparent refused");
     TAP_OK(LOAD("engine = auto\n") == -1, "engine refused");
     TAP_OK(LOAD("include = /etc/stunnel/conf.d\n") == -1 &&
@@ -481,7 +497,7 @@ static void test_versions(void)
 
     TAP_OK(LOAD("sslVersion = SSLv3\n") == -1 &&
                says(err, ":1: sslVersion = SSLv3 refused: tlsfilter speaks only TLS 1.2 "
-                                  "and TLS 1.3"),
+                         "and TLS 1.3"),
            "sslVersion = SSLv3 refused: %s", where(err));
     TAP_OK(LOAD("cert = /a.pem\nsslVersion = TLSv1\n") == -1 &&
                says(err, ":2: sslVersion = TLSv1 refused"),
@@ -495,7 +511,8 @@ static void test_versions(void)
 
     TAP_OK(LOAD("sslVersion = TLSv1.3\n") == 0 && versions(cfg.priority) == 1u << 3,
            "sslVersion = TLSv1.3: TLS 1.3 only (%s)", cfg.priority);
-    TAP_OK(strncmp(cfg.priority, OPTIONS_DEFAULT_PRIORITY, strlen(OPTIONS_DEFAULT_PRIORITY)) == 0,
+    TAP_OK(strncmp(cfg.priority, OPTIONS_DEFAULT_PRIORITY, strlen(OPTIONS_DEFAULT_PRIORITY)) ==
+               0,
            "built on the default priority");
     TAP_OK(LOAD("sslVersion = TLSv1.2\n") == 0 && versions(cfg.priority) == 1u << 2,
            "sslVersion = TLSv1.2: TLS 1.2 only, as stunnel means it");
@@ -535,9 +552,11 @@ static void test_client_names(void)
     struct config cfg;
     char err[512];
 
-    TAP_OK(LOAD("client = yes\nconnect = mail.example.com:465\ncheckHost = mail.example.com\n") ==
-                   0 && cfg.client_mode && strcmp(cfg.server_name, "mail.example.com") == 0,
-           "client mode: checkHost -> server_name");
+    TAP_OK(
+        LOAD("client = yes\nconnect = mail.example.com:465\ncheckHost = mail.example.com\n") ==
+                0 &&
+            cfg.client_mode && strcmp(cfg.server_name, "mail.example.com") == 0,
+        "client mode: checkHost -> server_name");
     TAP_OK(LOAD("sni = imap.example.com\nclient = yes\n") == 0 &&
                strcmp(cfg.server_name, "imap.example.com") == 0,
            "client mode: sni -> server_name, whatever the order");
@@ -567,15 +586,15 @@ static void test_hook(void)
                strcmp(cfg.config_file, seed) == 0,
            "the file is mapped");
     {
-        char *argv[] = {(char *)"tlsfilter", (char *)"--config", seed, (char *)"-r",
-                        (char *)"143", NULL};
+        char *argv[] = {(char *)"tlsfilter", (char *)"--config", seed,
+                        (char *)"-r",        (char *)"143",      NULL};
         TAP_OK(options_parse(5, argv, &cfg, err, sizeof err) == OPTIONS_RUN &&
                    strcmp(cfg.connect, "143") == 0 && strcmp(cfg.user, "stunnel") == 0,
                "--config FILE -r 143: the later option wins (%s)", err);
     }
     {
-        char *argv[] = {(char *)"tlsfilter", (char *)"-r", (char *)"143", (char *)"-s",
-                        (char *)"nobody", (char *)"--config", seed, NULL};
+        char *argv[] = {(char *)"tlsfilter", (char *)"-r",       (char *)"143", (char *)"-s",
+                        (char *)"nobody",    (char *)"--config", seed,          NULL};
         TAP_OK(options_parse(7, argv, &cfg, err, sizeof err) == OPTIONS_RUN &&
                    strcmp(cfg.connect, "25") == 0 && strcmp(cfg.user, "stunnel") == 0,
                "-r 143 -s nobody --config FILE: the file wins (%s)", err);

@@ -59,10 +59,10 @@ int main(void)
     TAP_STREQ(cfg.priority, OPTIONS_DEFAULT_PRIORITY, "default priority");
 
     /* Long options. */
-    TAP_OK(PARSE("--connect", "[::1]:143", "--cert", "c.pem", "--key", "k.pem",
-                 "--bind", "127.0.0.2", "--priority", "NORMAL", "--service", "imaps",
-                 "--log-file", "/tmp/x", "--timeout-handshake", "5", "--timeout-idle",
-                 "60", "--timeout-close", "3", "--timeout-connect", "2") == OPTIONS_RUN,
+    TAP_OK(PARSE("--connect", "[::1]:143", "--cert", "c.pem", "--key", "k.pem", "--bind",
+                 "127.0.0.2", "--priority", "NORMAL", "--service", "imaps", "--log-file",
+                 "/tmp/x", "--timeout-handshake", "5", "--timeout-idle", "60",
+                 "--timeout-close", "3", "--timeout-connect", "2") == OPTIONS_RUN,
            "every long option parses");
     TAP_OK(cfg.timeout_handshake == 5 && cfg.timeout_idle == 60 && cfg.timeout_close == 3 &&
                cfg.timeout_connect == 2,
@@ -96,10 +96,10 @@ int main(void)
            "-l with a relative path refused");
     TAP_OK(PARSE("-l", "/usr/sbin/imapd", "--", "imapd", "-x") == OPTIONS_RUN &&
                cfg.exec_argv != NULL && strcmp(cfg.exec_argv[0], "imapd") == 0 &&
-               strcmp(cfg.exec_argv[1], "-x") == 0 && cfg.exec_argv[2] == NULL &&
-               !cfg.exec_pty,
+               strcmp(cfg.exec_argv[1], "-x") == 0 && cfg.exec_argv[2] == NULL && !cfg.exec_pty,
            "stunnel 3's -l PROGRAM -- ARGV0 ARGS: the whole argv after --");
-    TAP_OK(PARSE("-L", "/usr/sbin/pppd") == OPTIONS_RUN && cfg.exec_pty && cfg.exec_argv == NULL,
+    TAP_OK(PARSE("-L", "/usr/sbin/pppd") == OPTIONS_RUN && cfg.exec_pty &&
+               cfg.exec_argv == NULL,
            "-L: the program on a pty");
     TAP_OK(PARSE("-c", "-l", "/bin/cat") == OPTIONS_ERROR, "-c with -l refused");
     TAP_OK(PARSE("-c", "-r", "mail.example.org:993") == OPTIONS_RUN && cfg.client_mode &&
@@ -117,7 +117,8 @@ int main(void)
                OPTIONS_ERROR,
            "--allow-client with -v 1 refused (it would trust unverified certificates)");
     TAP_OK(PARSE("-r", "993", "-v", "2", "-A", "ca.pem", "--allow-client", "cn=alice") ==
-               OPTIONS_ERROR && strstr(err, "cn=alice") != NULL,
+                   OPTIONS_ERROR &&
+               strstr(err, "cn=alice") != NULL,
            "--allow-client with an unknown rule kind refused, naming it");
     TAP_OK(PARSE("-r", "993", "-v", "2", "-A", "ca.pem", "--allow-client", "san=a@b.c",
                  "--allow-client", "sha256=AB:CD") == OPTIONS_RUN &&
@@ -127,7 +128,8 @@ int main(void)
                strcmp(cfg.ticket_key, "/tmp/k") == 0,
            "--generate-ticket-key FILE");
     TAP_OK(PARSE("-r", "993", "-v", "9") == OPTIONS_ERROR, "-v 9 refused");
-    TAP_OK(PARSE("-r", "143", "--chroot", "jail") == OPTIONS_ERROR, "relative --chroot refused");
+    TAP_OK(PARSE("-r", "143", "--chroot", "jail") == OPTIONS_ERROR,
+           "relative --chroot refused");
     TAP_OK(PARSE("-r", "143", "-t", "300") == OPTIONS_RUN && cfg.session_timeout == 300,
            "-t sets the ticket lifetime");
     TAP_OK(PARSE("-r", "143", "-t", "0") == OPTIONS_ERROR, "-t 0 refused");
@@ -148,8 +150,7 @@ int main(void)
     TAP_OK(PARSE("-r", "143", "--timeout-idle", "12x") == OPTIONS_ERROR &&
                strstr(err, "--timeout-idle") != NULL,
            "trailing garbage in a number refused");
-    TAP_OK(PARSE("-r", "143", "--timeout-idle", "0") == OPTIONS_ERROR,
-           "zero timeout refused");
+    TAP_OK(PARSE("-r", "143", "--timeout-idle", "0") == OPTIONS_ERROR, "zero timeout refused");
     TAP_OK(PARSE("-r", "143", "--timeout-close", "-1") == OPTIONS_ERROR,
            "negative timeout refused");
     TAP_OK(PARSE("-r", "1\n43") == OPTIONS_ERROR, "control character in -r refused");
