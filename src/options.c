@@ -35,7 +35,9 @@ const char options_usage[] =
     "  -I, --bind ADDR          local address for the backend connection\n"
     "  -p, --cert FILE          key, certificate and chain in one PEM file\n"
     "                           (default " OPTIONS_DEFAULT_CERT ")\n"
+    "                           (repeatable: chosen by SNI and the client's key types)\n"
     "      --key FILE           private key in its own PEM file\n"
+    "      --sni-strict         refuse server names no certificate is for\n"
     "  -C, --priority STRING    GnuTLS priority string\n"
     "  -c, --client             client mode: plaintext on fd 0/1, TLS towards -r\n"
     "  -A, --ca-file FILE       CA certificates to verify the server with (-c)\n"
@@ -92,6 +94,7 @@ enum {
     OPT_OCSP,
     OPT_TICKET_KEY,
     OPT_GENERATE_TICKET_KEY,
+    OPT_SNI_STRICT,
 };
 
 static const struct option long_options[] = {
@@ -121,6 +124,7 @@ static const struct option long_options[] = {
     {"crl-file", required_argument, NULL, OPT_CRL_FILE},
     {"allow-client", required_argument, NULL, OPT_ALLOW_CLIENT},
     {"alpn", required_argument, NULL, OPT_ALPN},
+    {"sni-strict", no_argument, NULL, OPT_SNI_STRICT},
     {"ocsp-response", required_argument, NULL, OPT_OCSP},
     {"ticket-key", required_argument, NULL, OPT_TICKET_KEY},
     {"generate-ticket-key", required_argument, NULL, OPT_GENERATE_TICKET_KEY},
@@ -333,15 +337,21 @@ static int validate(const struct config *cfg, char *errbuf, size_t errlen)
                     "-N %s: a service name is letters, digits and . _ + - (hosts.allow "
                     "splits on spaces and commas)",
                     cfg->service);
+    if (cfg->n_more_certs > 0 && (cfg->key_file != NULL || cfg->ocsp_file != NULL))
+        return fail(errbuf, errlen,
+                    "--key and --ocsp-response go with a single --cert (put each key in "
+                    "its certificate's file)");
     /* Options that would do nothing in this mode are refused, not ignored. */
     if (!cfg->client_mode && cfg->verify_level <= 0 && (cfg->ca_file || cfg->ca_dir))
         return fail(errbuf, errlen,
                     "-A and -a verify client certificates in server mode: give -v 1, 2 or 3");
     if (!cfg->client_mode && cfg->server_name != NULL)
         return fail(errbuf, errlen, "--server-name is for client mode (-c)");
-    if (cfg->client_mode && (cfg->alpn || cfg->ticket_key || cfg->ocsp_file))
+    if (cfg->client_mode && (cfg->alpn || cfg->ticket_key || cfg->ocsp_file ||
+                             cfg->sni_strict || cfg->n_more_certs))
         return fail(errbuf, errlen,
-                    "--alpn, --ticket-key and --ocsp-response are for server mode");
+                    "--alpn, --ticket-key, --ocsp-response, --sni-strict and several --cert "
+                    "are for server mode");
 #ifndef HAVE_LIBWRAP
     if (cfg->hosts_allow != NULL || cfg->hosts_deny != NULL)
         return fail(errbuf, errlen,
@@ -376,8 +386,19 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
         timeout = NULL;
         switch (c) {
         case 'p':
-            cfg->cert_file = optarg;
-            cfg->cert_set = true;
+            if (!cfg->cert_set) {
+                cfg->cert_file = optarg;
+                cfg->cert_set = true;
+            } else if (cfg->n_more_certs < sizeof cfg->more_certs / sizeof cfg->more_certs[0]) {
+                cfg->more_certs[cfg->n_more_certs++] = optarg;
+            } else {
+                fail(errbuf, errlen, "--cert %s: at most %zu certificates", optarg,
+                     1 + sizeof cfg->more_certs / sizeof cfg->more_certs[0]);
+                return OPTIONS_ERROR;
+            }
+            break;
+        case OPT_SNI_STRICT:
+            cfg->sni_strict = true;
             break;
         case OPT_KEY:
             cfg->key_file = optarg;

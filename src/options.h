@@ -40,8 +40,11 @@ enum options_result {
 };
 
 struct config {
-    const char *cert_file;      /* -p: key, certificate and chain */
-    bool cert_set;              /* -p was given (client mode presents it only then) */
+    const char *cert_file;     /* -p: key, certificate and chain */
+    bool cert_set;             /* -p was given (client mode presents it only then) */
+    const char *more_certs[7]; /* further --cert files: chosen by SNI and key type */
+    size_t n_more_certs;
+    bool sni_strict;            /* --sni-strict: refuse names no certificate has */
     const char *key_file;       /* --key: separate private key, or NULL */
     const char *connect;        /* -r: the backend as written */
     const char *bind_addr;      /* -I: local address for the backend, or NULL */

@@ -320,15 +320,84 @@ static int load_ticket_key(struct tls *t, const char *file, char *err, size_t er
     return 0;
 }
 
+/* Does the first certificate of a PEM file name host? */
+static bool file_names_host(const char *file, const char *host)
+{
+    gnutls_datum_t data = {NULL, 0};
+    gnutls_x509_crt_t crt = NULL;
+    bool yes = false;
+
+    if (gnutls_load_file(file, &data) >= 0 && gnutls_x509_crt_init(&crt) >= 0 &&
+        gnutls_x509_crt_import(crt, &data, GNUTLS_X509_FMT_PEM) >= 0)
+        yes = gnutls_x509_crt_check_hostname2(crt, host, 0) != 0;
+    if (crt != NULL)
+        gnutls_x509_crt_deinit(crt);
+    gnutls_free(data.data);
+    return yes;
+}
+
+/*
+ * With several --cert (or --sni-strict), once the client has said which
+ * name it wants: load only the certificates for that name, keys included,
+ * and let GnuTLS pick among them by the client's algorithms (an RSA and an
+ * ECDSA certificate for one name). Without SNI, all of them. A process
+ * never loads the keys of certificates it will not use.
+ */
+static int on_client_hello(gnutls_session_t session)
+{
+    struct tls *t = gnutls_session_get_ptr(session);
+    const struct config *cfg = t->cfg;
+    const char *files[1 + sizeof cfg->more_certs / sizeof cfg->more_certs[0]];
+    const char *name = tls_server_name(t);
+    size_t n = 0, i, loaded = 0;
+    int ret;
+
+    files[n++] = cfg->cert_file;
+    for (i = 0; i < cfg->n_more_certs; i++)
+        files[n++] = cfg->more_certs[i];
+    for (i = 0; i < n && name != NULL; i++)
+        if (file_names_host(files[i], name)) {
+            ret = gnutls_certificate_set_x509_key_file2(t->cred, files[i], files[i],
+                                                        GNUTLS_X509_FMT_PEM, NULL, 0);
+            if (ret < 0) {
+                set_error(t, files[i], ret);
+                return ret;
+            }
+            loaded++;
+        }
+    if (loaded == 0 && name != NULL && cfg->sni_strict) {
+        snprintf(t->error, sizeof t->error, "no certificate for the server name %.200s", name);
+        return GNUTLS_E_UNRECOGNIZED_NAME;
+    }
+    for (i = 0; i < n && loaded == 0; i++) {
+        ret = gnutls_certificate_set_x509_key_file2(t->cred, files[i],
+                                                    cfg->key_file ? cfg->key_file : files[i],
+                                                    GNUTLS_X509_FMT_PEM, NULL, 0);
+        if (ret < 0) {
+            set_error(t, files[i], ret);
+            return ret;
+        }
+    }
+    return 0;
+}
+
 struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen)
 {
     struct tls *t = tls_alloc(rfd, wfd, err, errlen);
+    bool by_name = cfg->n_more_certs > 0 || cfg->sni_strict;
     int ret;
 
     if (t == NULL)
         return NULL;
     t->cfg = cfg;
-    ret = load_credentials(cfg, &t->cred, false);
+    /* One certificate is loaded now; several once the client names a host. */
+    if (by_name) {
+        ret = gnutls_certificate_allocate_credentials(&t->cred);
+        if (ret >= 0)
+            gnutls_certificate_set_flags(t->cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
+    } else {
+        ret = load_credentials(cfg, &t->cred, false);
+    }
     if (ret < 0) {
         load_error(cfg, ret, err, errlen);
         goto fail;
@@ -344,6 +413,8 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
     if (session_setup(t, cfg, GNUTLS_SERVER, err, errlen) < 0)
         goto fail;
     gnutls_session_set_ptr(t->session, t);
+    if (by_name)
+        gnutls_handshake_set_post_client_hello_function(t->session, on_client_hello);
     if (cfg->verify_level > 0)
         gnutls_certificate_server_set_request(
             t->session, cfg->verify_level == 1 ? GNUTLS_CERT_REQUEST : GNUTLS_CERT_REQUIRE);
@@ -735,31 +806,43 @@ static int check_chain(const char *file, FILE *out)
     return bad;
 }
 
-int tls_check(const struct config *cfg, FILE *out)
+/* --check for one certificate file (and --key): key match, chain, dates. */
+static int check_pair(const char *cert, const char *key, FILE *out)
 {
     gnutls_certificate_credentials_t cred = NULL;
-    gnutls_priority_t prio = NULL;
-    const char *errpos = NULL;
-    int bad = 0, ret;
+    int bad = 0, ret = gnutls_certificate_allocate_credentials(&cred);
 
-    ret = load_credentials(cfg, &cred, true);
+    if (ret >= 0)
+        ret = gnutls_certificate_set_x509_key_file2(cred, cert, key ? key : cert,
+                                                    GNUTLS_X509_FMT_PEM, NULL, 0);
     if (ret == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
-        fprintf(out, "error: the private key does not match the certificate in %s\n",
-                cfg->cert_file);
+        fprintf(out, "error: the private key does not match the certificate in %s\n", cert);
         bad = -1;
     } else if (ret < 0) {
-        fprintf(out, "error: cannot load %s%s%s: %s\n", cfg->cert_file,
-                cfg->key_file ? " with key " : "", cfg->key_file ? cfg->key_file : "",
-                gnutls_strerror(ret));
+        fprintf(out, "error: cannot load %s%s%s: %s\n", cert, key ? " with key " : "",
+                key ? key : "", gnutls_strerror(ret));
         bad = -1;
     } else {
-        fprintf(out, "ok: key and certificate match in %s%s%s\n", cfg->cert_file,
-                cfg->key_file ? " and " : "", cfg->key_file ? cfg->key_file : "");
+        fprintf(out, "ok: key and certificate match in %s%s%s\n", cert, key ? " and " : "",
+                key ? key : "");
     }
     if (cred != NULL)
         gnutls_certificate_free_credentials(cred);
-    if (check_chain(cfg->cert_file, out) < 0)
+    if (check_chain(cert, out) < 0)
         bad = -1;
+    return bad;
+}
+
+int tls_check(const struct config *cfg, FILE *out)
+{
+    gnutls_priority_t prio = NULL;
+    const char *errpos = NULL;
+    int bad = check_pair(cfg->cert_file, cfg->key_file, out), ret;
+    size_t i;
+
+    for (i = 0; i < cfg->n_more_certs; i++)
+        if (check_pair(cfg->more_certs[i], NULL, out) < 0)
+            bad = -1;
     ret = gnutls_priority_init(&prio, cfg->priority, &errpos);
     if (ret < 0) {
         fprintf(out, "error: bad priority string at '%.40s': %s\n", errpos ? errpos : "",

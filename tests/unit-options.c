@@ -124,6 +124,24 @@ int main(void)
                  "--allow-client", "sha256=AB:CD") == OPTIONS_RUN &&
                cfg.n_allow_client == 2,
            "--allow-client is repeatable");
+    TAP_OK(PARSE("-r", "993", "--cert", "rsa.pem", "--cert", "ecdsa.pem", "-p", "other.pem",
+                 "--sni-strict") == OPTIONS_RUN &&
+               strcmp(cfg.cert_file, "rsa.pem") == 0 && cfg.n_more_certs == 2 &&
+               strcmp(cfg.more_certs[1], "other.pem") == 0 && cfg.sni_strict,
+           "--cert is repeatable (first, then the others in order); --sni-strict");
+    TAP_OK(PARSE("-r", "993", "--cert", "a.pem", "--cert", "b.pem", "--key", "k.pem") ==
+                   OPTIONS_ERROR &&
+               strstr(err, "--key") != NULL,
+           "--key with several --cert refused");
+    TAP_OK(PARSE("-c", "-r", "993", "--alpn", "imap") == OPTIONS_ERROR &&
+               strstr(err, "--alpn") != NULL,
+           "--alpn in client mode refused, not ignored");
+    TAP_OK(PARSE("-r", "993", "-A", "ca.pem") == OPTIONS_ERROR && strstr(err, "-v") != NULL,
+           "-A in server mode without -v refused, not ignored");
+    TAP_OK(PARSE("-r", "993", "--server-name", "x") == OPTIONS_ERROR,
+           "--server-name in server mode refused, not ignored");
+    TAP_OK(PARSE("-r", "993", "-N", "imap s") == OPTIONS_ERROR && strstr(err, "-N") != NULL,
+           "-N with a space refused (hosts.allow could not name it)");
     TAP_OK(PARSE("--generate-ticket-key", "/tmp/k") == OPTIONS_GENERATE_TICKET_KEY &&
                strcmp(cfg.ticket_key, "/tmp/k") == 0,
            "--generate-ticket-key FILE");
