@@ -7,13 +7,15 @@
 #           libwrap0-dev
 #   tests:  gnutls-bin (gnutls-cli, certtool) openssl socat xinetd curl
 #           netbase (/etc/services) python3 (tests/helper.py) util-linux
-#           (setsid, flock) coreutils (timeout, sha256sum) procps iproute2
+#           (setsid, flock, setpriv) coreutils (timeout, sha256sum, stdbuf)
+#           procps iproute2 dovecot-imapd (a real IMAP server on stdin/stdout
+#           for exec.test) systemd (systemd-analyze verify of the units)
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
 libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
-util-linux coreutils procps iproute2"
+util-linux coreutils procps iproute2 dovecot-imapd systemd"
 
 missing=
 for p in $PKGS; do
@@ -36,4 +38,5 @@ apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
 # xinetd's package starts the system daemon; the tests run their own instance
-# and need nothing from it.
+# and need nothing from it. The same goes for dovecot-imapd: exec.test runs
+# only its imap binary, with a private configuration.

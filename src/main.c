@@ -290,7 +290,7 @@ static int open_backend(struct conn *c)
 static int relay(struct conn *c)
 {
     struct relay_end client = {.rfd = 0, .wfd = 1};
-    struct relay_end backend = {.rfd = c->bfd, .wfd = c->bfd};
+    struct relay_end backend = {.rfd = c->bfd, .wfd = c->bfd, .pty = c->cfg.exec_pty};
     struct relay_result res;
     const struct identity *id;
     char sni[300], alpn[300], dn[300], reason[200], program[32];
@@ -302,10 +302,12 @@ static int relay(struct conn *c)
         client.tls = c->tls;
     status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close,
                        &stop_requested, &res);
-    /* The client is done with us: let it go before waiting for a program. */
+    /* The client is done with us: let it go before waiting for a program,
+     * and close the program's end (EOF on a socketpair, a hangup on a pty). */
     if (c->program > 0) {
         close(0);
         close(1);
+        close(c->bfd);
     }
     id = tls_identity(c->tls);
     log_msg(LOG_NOTICE,

@@ -92,9 +92,7 @@ static int end_close_write(struct relay_end *e)
 {
     if (e->tls != NULL && tls_close_write(e->tls) == TLS_IO_AGAIN)
         return TLS_IO_AGAIN;
-    /* A pseudo-terminal (one fd, not a socket) cannot be half-closed: closing
-     * it would hang up the program before it has answered. */
-    if (shutdown(e->wfd, SHUT_WR) < 0 && errno == ENOTSOCK && e->wfd != e->rfd)
+    if (shutdown(e->wfd, SHUT_WR) < 0 && errno == ENOTSOCK)
         close(e->wfd);
     return 0;
 }
@@ -229,10 +227,25 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
 
         /* A reader is done and its bytes are all written: half-close the
          * writer, so the other side sees the end; its reply may still come. */
-        for (i = 0; i < 2; i++)
-            if (!dirs[i]->reading && buf_len(dirs[i]) == 0 && dirs[i]->writing &&
-                end_close_write(dirs[i]->to) == 0)
-                dirs[i]->writing = false;
+        for (i = 0; i < 2; i++) {
+            struct direction *d = dirs[i], *other = dirs[1 - i];
+
+            if (d->reading || buf_len(d) > 0 || !d->writing)
+                continue;
+            if (!d->to->pty) {
+                if (end_close_write(d->to) == 0)
+                    d->writing = false;
+                continue;
+            }
+            /* A terminal has no half-close: the session is over for the
+             * program, as when a modem hangs up. Take what it has already
+             * written; closing the pty then sends it SIGHUP. */
+            d->writing = false;
+            pump_in(other, d, &activity, res);
+            other->reading = false;
+            if (strcmp(d->to->how, "open") == 0)
+                d->to->how = "hangup";
+        }
         /* Both directions closed: the connection is over. */
         if (!c2b.reading && !c2b.writing && !b2c.reading && !b2c.writing)
             break;

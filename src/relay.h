@@ -17,6 +17,7 @@
 struct relay_end {
     int rfd, wfd;
     struct tls *tls; /* NULL: plaintext */
+    bool pty;        /* a pseudo-terminal: one fd that cannot be half-closed */
     const char *how; /* out: how it ended: notify, eof, reset, timeout, closed */
 };
 

@@ -23,7 +23,9 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
       TLS client built on ssl.MemoryBIO, so that the test controls every
       step: close_notify without TCP FIN, TCP FIN without close_notify, RST,
       reading after its own close_notify, writing after the peer's. Prints a
-      JSON status on stdout.
+      JSON status on stdout. --bind ADDR: the local address to connect
+      from; --wait-recv N: end (close_notify, FIN, ...) only once N bytes
+      came back, or the peer closed.
   helper.py gen SIZE SEED OUT     deterministic pseudo-random file
   helper.py records FILE [--only TYPE]...
       exit 0 when FILE is nothing but whole TLS records (of those types)
@@ -353,8 +355,11 @@ class Client:
         fam, addr = parse_spec(self.a.connect)
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.settimeout(self.a.timeout)
+        if self.a.bind:
+            s.bind((self.a.bind, 0))
         s.connect(addr)
         if fam != socket.AF_UNIX:
+            self.status["local_ip"] = s.getsockname()[0]
             self.status["local_port"] = s.getsockname()[1]
         self.sock = s
 
@@ -490,7 +495,8 @@ class Client:
                     and not outbuf:
                 self.rst()
                 return
-            if may_send and pos >= len(data) and not ended:
+            if may_send and pos >= len(data) and not ended and \
+                    (read_done or self.status["received"] >= a.wait_recv):
                 ended = True
                 if a.end == "notify" and self.obj:
                     try:
@@ -643,6 +649,8 @@ def main():
     c.add_argument("--end", choices=["notify", "fin", "rst", "none"],
                    default="notify")
     c.add_argument("--wait-close-first", action="store_true")
+    c.add_argument("--wait-recv", type=int, default=0)
+    c.add_argument("--bind")
     c.add_argument("--rst-after-recv", type=int)
     c.add_argument("--rst-after-send", type=int)
     c.add_argument("--plain", action="store_true")

@@ -19,6 +19,11 @@ TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${TLSFILTER:=$builddir/src/tlsfilter}"
 HELPER="$TESTS_DIR/helper.py"
 PYTHON=${PYTHON:-python3}
+# A version manager's shim (pyenv) costs most of a second per start: ask the
+# interpreter once for its real path, so that each helper.py call is quick.
+_py=$("$PYTHON" -c 'import sys; print(sys.executable)' 2>/dev/null) &&
+	[ -x "$_py" ] && PYTHON=$_py
+unset _py
 TEST_NAME=$(basename "$0" .test)
 
 # ------------------------------------------------------------------ TAP
@@ -431,6 +436,10 @@ _wrapper() {
 		echo 'exec 0</dev/null 1>/dev/null 3<&- 4>&-'
 		echo 'wait "$child"; rc=$?'
 		echo 'while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done'
+		echo '# a wait cut short by the trapped TERM says 143 although the child'
+		echo '# ended by itself: the shell still holds its real status'
+		echo 'wait "$child" 2>/dev/null; again=$?'
+		echo '[ "$again" -ne 127 ] && rc=$again'
 		printf 'echo $rc >%q/rc.$$\n' "$TLSF_RCDIR"
 		echo 'exit $rc'
 	} >"$w"
@@ -438,19 +447,22 @@ _wrapper() {
 	echo "$w"
 }
 
-# socat_tlsfilter MODE [-t SECS] [--fork] -- TLSFILTER-ARGS...
+# socat_tlsfilter MODE [-t SECS] [--fork] [--no-log] -- TLSFILTER-ARGS...
 #   MODE socketpair: EXEC:...            (fds 0/1 are an AF_UNIX socketpair)
 #        pipes:      EXEC:...,pipes      (fd 0 and fd 1 are two pipes)
 #        nofork:     EXEC:...,nofork     (fds 0/1 are the TCP socket)
 # Without --fork it accepts one connection. tlsfilter gets "-o $TLSF_LOG"
-# first. Its stderr (not the socket here) goes to $T/$TLSF_ID.stderr.
+# first, unless --no-log is given (then its arguments are exactly
+# TLSFILTER-ARGS). Its stderr (not the socket here) goes to
+# $T/$TLSF_ID.stderr.
 socat_tlsfilter() {
-	local mode=$1 t=0.5 fork= opt
+	local mode=$1 t=0.5 fork= opt nolog=0
 	shift
 	while [ $# -gt 0 ]; do
 		case $1 in
 		-t) t=$2; shift 2 ;;
 		--fork) fork=,fork; shift ;;
+		--no-log) nolog=1; shift ;;
 		--) shift; break ;;
 		*) break ;;
 		esac
@@ -469,7 +481,11 @@ socat_tlsfilter() {
 	*) echo "socat_tlsfilter: bad mode $mode" >&2; return 1 ;;
 	esac
 	local prog
-	prog=$(_wrapper -o "$TLSF_LOG" "$@")
+	if [ "$nolog" = 1 ]; then
+		prog=$(_wrapper "$@")
+	else
+		prog=$(_wrapper -o "$TLSF_LOG" "$@")
+	fi
 	spawn socat -d -d -t "$t" \
 		"TCP-LISTEN:$TLSF_PORT,bind=127.0.0.1,reuseaddr$fork" \
 		"EXEC:$prog$opt" 2>"$T/$TLSF_ID.stderr"
@@ -495,15 +511,18 @@ tlsf_rc() {
 }
 _tlsf_rc_ready() { ls "$TLSF_RCDIR" 2>/dev/null | grep -qv '\.term$'; }
 
-# xinetd_tlsfilter [--env VAR=VALUE]... -- TLSFILTER-ARGS...: a private
-# xinetd (root only) on a fresh port whose one service runs tlsfilter with
-# fds 0, 1 and 2 on the client socket. The -o log is passed first unless
-# --no-log is given. Exit statuses: tlsf_rc reads xinetd's EXIT lines.
+# xinetd_tlsfilter [--env VAR=VALUE]... [--user USER] [--no-log] --
+# TLSFILTER-ARGS...: a private xinetd (root only) on a fresh port whose one
+# service runs tlsfilter (as USER, default root) with fds 0, 1 and 2 on the
+# client socket. The -o log is passed first unless --no-log is given. Exit
+# statuses: xinetd_rc reads xinetd's EXIT lines, xinetd_last_pid its START
+# lines.
 xinetd_tlsfilter() {
-	local envs=() nolog=0
+	local envs=() nolog=0 user=root
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--env) envs+=("$2"); shift 2 ;;
+		--user) user=$2; shift 2 ;;
 		--no-log) nolog=1; shift ;;
 		--) shift; break ;;
 		*) break ;;
@@ -535,7 +554,7 @@ xinetd_tlsfilter() {
 		echo "	socket_type = stream"
 		echo "	protocol = tcp"
 		echo "	wait = no"
-		echo "	user = root"
+		echo "	user = $user"
 		echo "	instances = 20"
 		echo "	per_source = UNLIMITED"
 		echo "	cps = 1000 1"
@@ -558,6 +577,40 @@ xinetd_tlsfilter() {
 		diag_file "$T/$TLSF_ID.xinetd.log"
 		return 1
 	fi
+}
+
+# xinetd_new_id: a fresh TLSF_ID (with TLSF_LOG, an empty file, and
+# TLSF_RCDIR) for a configuration the test writes itself.
+# xinetd_start CONF PORT: a private xinetd (root only) with that complete
+# configuration file CONF, waiting until it listens on PORT; sets TLSF_PID
+# and TLSF_PORT. For xinetd_rc and xinetd_last_pid, CONF must log to
+# $T/$TLSF_ID.xinetd.log with PID and EXIT.
+xinetd_new_id() {
+	_launch_n=$((_launch_n + 1))
+	TLSF_ID="tf$_launch_n"
+	TLSF_LOG="$T/$TLSF_ID.log"
+	TLSF_RCDIR="$T/$TLSF_ID.rc"
+	mkdir -p "$TLSF_RCDIR"
+	: >"$TLSF_LOG"
+}
+xinetd_start() {
+	TLSF_PORT=$2
+	spawn xinetd -dontfork -pidfile "$T/$TLSF_ID.xinetd.pid" -f "$1" \
+		2>"$T/$TLSF_ID.stderr"
+	TLSF_PID=$LAST_PID
+	if ! wait_listen "$TLSF_PORT" 10; then
+		diag "xinetd did not listen on $TLSF_PORT"
+		diag_file "$T/$TLSF_ID.stderr"
+		diag_file "$T/$TLSF_ID.xinetd.log"
+		return 1
+	fi
+}
+
+# xinetd_last_pid [SECS]: the pid of the last server xinetd started (its
+# START line), waiting up to SECS (default 10); empty if none.
+xinetd_last_pid() {
+	wait_for "${1:-10}" file_has "$T/$TLSF_ID.xinetd.log" 'START: .*pid=' || return 0
+	grep -oE 'START: .*pid=[0-9]+' "$T/$TLSF_ID.xinetd.log" | tail -n 1 | sed 's/.*pid=//'
 }
 
 # xinetd_rc [SECS]: exit status of the last tlsfilter xinetd started, from
