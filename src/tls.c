@@ -48,7 +48,10 @@ struct tls {
     gnutls_datum_t alpn[8];
     char alpn_list[256];
     char alpn_selected[256];
-    char warning[256]; /* a problem worth a log line, not fatal */
+    char warning[256];     /* a problem worth a log line, not fatal */
+    gnutls_datum_t pem[8]; /* several --cert: the files' text, read early */
+    const char *pem_name[8];
+    size_t n_pem;
 };
 
 /*
@@ -320,63 +323,78 @@ static int load_ticket_key(struct tls *t, const char *file, char *err, size_t er
     return 0;
 }
 
-/* Does the first certificate of a PEM file name host? */
-static bool file_names_host(const char *file, const char *host)
+/* Does the first certificate of a PEM text name host? */
+static bool pem_names_host(const gnutls_datum_t *pem, const char *host)
 {
-    gnutls_datum_t data = {NULL, 0};
     gnutls_x509_crt_t crt = NULL;
     bool yes = false;
 
-    if (gnutls_load_file(file, &data) >= 0 && gnutls_x509_crt_init(&crt) >= 0 &&
-        gnutls_x509_crt_import(crt, &data, GNUTLS_X509_FMT_PEM) >= 0)
+    if (gnutls_x509_crt_init(&crt) >= 0 &&
+        gnutls_x509_crt_import(crt, pem, GNUTLS_X509_FMT_PEM) >= 0)
         yes = gnutls_x509_crt_check_hostname2(crt, host, 0) != 0;
     if (crt != NULL)
         gnutls_x509_crt_deinit(crt);
-    gnutls_free(data.data);
     return yes;
+}
+
+static int use_pem(struct tls *t, size_t i)
+{
+    int ret = gnutls_certificate_set_x509_key_mem2(t->cred, &t->pem[i], &t->pem[i],
+                                                   GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (ret < 0)
+        set_error(t, t->pem_name[i], ret);
+    return ret;
 }
 
 /*
  * With several --cert (or --sni-strict), once the client has said which
- * name it wants: load only the certificates for that name, keys included,
+ * name it wants: parse only the certificates for that name, keys included,
  * and let GnuTLS pick among them by the client's algorithms (an RSA and an
- * ECDSA certificate for one name). Without SNI, all of them. A process
- * never loads the keys of certificates it will not use.
+ * ECDSA certificate for one name). Without SNI, all of them. The files
+ * were read before privileges were dropped (tls_new()); only their text is
+ * parsed here.
  */
 static int on_client_hello(gnutls_session_t session)
 {
     struct tls *t = gnutls_session_get_ptr(session);
-    const struct config *cfg = t->cfg;
-    const char *files[1 + sizeof cfg->more_certs / sizeof cfg->more_certs[0]];
     const char *name = tls_server_name(t);
-    size_t n = 0, i, loaded = 0;
+    size_t i, loaded = 0;
     int ret;
 
-    files[n++] = cfg->cert_file;
-    for (i = 0; i < cfg->n_more_certs; i++)
-        files[n++] = cfg->more_certs[i];
-    for (i = 0; i < n && name != NULL; i++)
-        if (file_names_host(files[i], name)) {
-            ret = gnutls_certificate_set_x509_key_file2(t->cred, files[i], files[i],
-                                                        GNUTLS_X509_FMT_PEM, NULL, 0);
-            if (ret < 0) {
-                set_error(t, files[i], ret);
+    for (i = 0; i < t->n_pem && name != NULL; i++)
+        if (pem_names_host(&t->pem[i], name)) {
+            ret = use_pem(t, i);
+            if (ret < 0)
                 return ret;
-            }
             loaded++;
         }
-    if (loaded == 0 && name != NULL && cfg->sni_strict) {
+    if (loaded == 0 && name != NULL && t->cfg->sni_strict) {
         snprintf(t->error, sizeof t->error, "no certificate for the server name %.200s", name);
         return GNUTLS_E_UNRECOGNIZED_NAME;
     }
-    for (i = 0; i < n && loaded == 0; i++) {
-        ret = gnutls_certificate_set_x509_key_file2(t->cred, files[i],
-                                                    cfg->key_file ? cfg->key_file : files[i],
-                                                    GNUTLS_X509_FMT_PEM, NULL, 0);
-        if (ret < 0) {
-            set_error(t, files[i], ret);
+    for (i = 0; i < t->n_pem && loaded == 0; i++) {
+        ret = use_pem(t, i);
+        if (ret < 0)
             return ret;
+    }
+    return 0;
+}
+
+/* Read (not parse) every --cert file, while we still may. */
+static int read_pems(struct tls *t, const struct config *cfg, char *err, size_t errlen)
+{
+    size_t i;
+    int ret;
+
+    for (i = 0; i <= cfg->n_more_certs; i++) {
+        const char *file = i == 0 ? cfg->cert_file : cfg->more_certs[i - 1];
+        ret = gnutls_load_file(file, &t->pem[i]);
+        if (ret < 0) {
+            snprintf(err, errlen, "cannot read %s: %s", file, gnutls_strerror(ret));
+            return -1;
         }
+        t->pem_name[i] = file;
+        t->n_pem++;
     }
     return 0;
 }
@@ -392,6 +410,8 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
     t->cfg = cfg;
     /* One certificate is loaded now; several once the client names a host. */
     if (by_name) {
+        if (read_pems(t, cfg, err, errlen) < 0)
+            goto fail;
         ret = gnutls_certificate_allocate_credentials(&t->cred);
         if (ret >= 0)
             gnutls_certificate_set_flags(t->cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
@@ -740,6 +760,8 @@ void tls_free(struct tls *t)
         gnutls_certificate_free_credentials(t->cred);
     identity_free_local(&t->local);
     gnutls_free(t->ticket_key.data);
+    while (t->n_pem > 0)
+        gnutls_free(t->pem[--t->n_pem].data);
     free(t);
 }
 
