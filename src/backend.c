@@ -288,6 +288,20 @@ static int start_stderr_logger(const char *program)
     }
 }
 
+static const char *const backend_env_names[] = {"PROTO",
+                                                "REMOTE_HOST",
+                                                "REMOTE_PORT",
+                                                "TCPREMOTEIP",
+                                                "TCPREMOTEPORT",
+                                                "TCPLOCALIP",
+                                                "TCPLOCALPORT",
+                                                "SSL_PROTOCOL",
+                                                "SSL_CIPHER",
+                                                "SSL_CLIENT_VERIFY",
+                                                "SSL_CLIENT_S_DN",
+                                                "SSL_CLIENT_I_DN",
+                                                "SSL_CLIENT_CERT_SHA256"};
+
 /* In the child: the program's fds 0/1 are fd, 2 is errfd, nothing else is open. */
 static void exec_child(const struct config *cfg, int fd, int errfd, char *const *env,
                        int report)
@@ -304,6 +318,10 @@ static void exec_child(const struct config *cfg, int fd, int errfd, char *const 
         goto fail;
     fcntl(3, F_SETFD, FD_CLOEXEC);
     close_range(4, ~0U, 0);
+    /* The names tlsfilter sets are its alone: none inherited from the
+     * launcher may stand in for a value the connection did not have. */
+    for (i = 0; i < sizeof backend_env_names / sizeof backend_env_names[0]; i++)
+        unsetenv(backend_env_names[i]);
     for (i = 0; env[i] != NULL; i++)
         putenv(env[i]);
     execv(cfg->exec_path, cfg->exec_argv != NULL ? cfg->exec_argv : default_argv);

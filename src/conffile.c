@@ -664,9 +664,10 @@ static const char refuse_engine[] =
     "is not supported: GnuTLS has no OpenSSL engines (a PKCS#11 URL may serve as key)";
 static const char refuse_protocol[] =
     "is not supported: tlsfilter does implicit TLS only, no STARTTLS or proxy protocol";
-static const char refuse_ocsp[] = "is not supported: tlsfilter does no OCSP checks yet";
-static const char refuse_crl[] =
-    "is not supported: tlsfilter checks no certificate revocation lists yet";
+static const char refuse_ocsp[] =
+    "is not supported: tlsfilter checks no OCSP responders (it staples a response file "
+    "with --ocsp-response)";
+static const char refuse_crl[] = "is not supported: give the CRLs in one file with CRLfile =";
 static const char refuse_verify[] = "is not supported: use verify = 0, 1, 2 or 3";
 static const char refuse_psk[] = "is not supported: tlsfilter uses certificates only";
 
@@ -760,7 +761,7 @@ static const struct key keys[] = {
     REFUSE("engineDefault", refuse_engine),
     REFUSE("engineId", refuse_engine),
     REFUSE("engineNum", refuse_engine),
-    REFUSE("CRLfile", refuse_crl),
+    STRING("CRLfile", crl_file),
     REFUSE("CRLpath", refuse_crl),
     REFUSE("OCSP", refuse_ocsp),
     REFUSE("OCSPaia", refuse_ocsp),

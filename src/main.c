@@ -106,6 +106,19 @@ static int check(const struct config *cfg)
     /* A server always has a certificate; a client only when -p was given. */
     if (!cfg->client_mode || cfg->cert_set)
         bad = tls_check(cfg, stdout);
+    /* Then everything a connection loads: CAs, CRL, ticket key, OCSP, ALPN. */
+    if (!cfg->client_mode) {
+        t = tls_new(cfg, -1, -1, err, sizeof err);
+        if (t == NULL) {
+            printf("error: %s\n", err);
+            bad = -1;
+        } else {
+            if (tls_warning(t) != NULL)
+                printf("warning: %s\n", tls_warning(t));
+            printf("ok: a connection's credentials load\n");
+            tls_free(t);
+        }
+    }
     if (cfg->client_mode) {
         t = tls_new_client(cfg, "localhost", -1, -1, err, sizeof err);
         if (t == NULL) {

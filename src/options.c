@@ -40,12 +40,13 @@ const char options_usage[] =
     "      --sni-strict         refuse server names no certificate is for\n"
     "  -C, --priority STRING    GnuTLS priority string\n"
     "  -c, --client             client mode: plaintext on fd 0/1, TLS towards -r\n"
-    "  -A, --ca-file FILE       CA certificates to verify the server with (-c)\n"
-    "  -a, --ca-dir DIR         directory of CA certificates (-c)\n"
-    "  -v, --verify LEVEL       client mode: 0 turns server verification off\n"
-    "      --server-name NAME   name to send (SNI) and verify in client mode\n"
+    "  -A, --ca-file FILE       CA certificates: for client certificates (-v 1..3),\n"
+    "                           or for the server's in client mode (-c)\n"
+    "  -a, --ca-dir DIR         a directory of CA certificates, the same way\n"
     "  -v, --verify LEVEL       server mode: client certificates, 0 none, 1 verify\n"
-    "                           if presented, 2 require, 3 require and match -A/-a\n"
+    "                           if presented, 2 require, 3 require and match -A/-a;\n"
+    "                           client mode: 0 turns server verification off\n"
+    "      --server-name NAME   name to send (SNI) and verify in client mode\n"
     "      --crl-file FILE      revoked client certificates (PEM)\n"
     "      --allow-client RULE  subject=DN, san=NAME or sha256=HEX (repeatable)\n"
     "      --alpn LIST          accepted ALPN protocols, comma-separated\n"
@@ -74,7 +75,8 @@ const char options_usage[] =
     "  -h, --help               print this help and exit\n"
     "\n"
     "Exit status: 0 ok, 64 usage, 69 backend unavailable, 71 system error,\n"
-    "75 timeout, 76 TLS failure, 77 refused, 78 configuration.\n";
+    "73 cannot create (--generate-ticket-key), 75 timeout, 76 TLS failure,\n"
+    "77 refused, 78 configuration.\n";
 
 enum {
     OPT_KEY = 256,
@@ -261,7 +263,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout_close = 60;
     cfg->libwrap = true;
     cfg->verify_level = -1;
-    cfg->session_timeout = 21600; /* GnuTLS's own default: 6 hours */
+    cfg->session_timeout = OPTIONS_DEFAULT_SESSION_TIMEOUT;
 }
 
 /* A syslog ident and TCP wrappers daemon name. */
@@ -347,11 +349,19 @@ static int validate(const struct config *cfg, char *errbuf, size_t errlen)
                     "-A and -a verify client certificates in server mode: give -v 1, 2 or 3");
     if (!cfg->client_mode && cfg->server_name != NULL)
         return fail(errbuf, errlen, "--server-name is for client mode (-c)");
-    if (cfg->client_mode && (cfg->alpn || cfg->ticket_key || cfg->ocsp_file ||
-                             cfg->sni_strict || cfg->n_more_certs))
+    if (cfg->crl_file != NULL && cfg->verify_level == 0)
+        return fail(errbuf, errlen, "--crl-file with -v 0 would check nothing");
+    if (cfg->crl_file != NULL && !cfg->client_mode && cfg->verify_level < 0)
+        return fail(errbuf, errlen, "--crl-file checks client certificates: give -v 1, 2 or 3");
+    if ((cfg->sni_strict || cfg->n_more_certs > 0) && cfg->ocsp_file != NULL)
         return fail(errbuf, errlen,
-                    "--alpn, --ticket-key, --ocsp-response, --sni-strict and several --cert "
-                    "are for server mode");
+                    "--ocsp-response goes with a single --cert and without --sni-strict");
+    if (cfg->client_mode &&
+        (cfg->alpn || cfg->ticket_key || cfg->ocsp_file || cfg->sni_strict ||
+         cfg->n_more_certs || cfg->session_timeout != OPTIONS_DEFAULT_SESSION_TIMEOUT))
+        return fail(errbuf, errlen,
+                    "--alpn, --ticket-key, -t, --ocsp-response, --sni-strict and several "
+                    "--cert are for server mode");
 #ifndef HAVE_LIBWRAP
     if (cfg->hosts_allow != NULL || cfg->hosts_deny != NULL)
         return fail(errbuf, errlen,
@@ -551,7 +561,8 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             break;
         case OPT_GENERATE_TICKET_KEY:
             cfg->ticket_key = optarg;
-            return OPTIONS_GENERATE_TICKET_KEY;
+            result = OPTIONS_GENERATE_TICKET_KEY;
+            break;
         case ':':
             fail(errbuf, errlen, "option %s needs an argument",
                  optopt ? flag_name(optopt, name, sizeof name) : argv[optind - 1]);
@@ -580,6 +591,12 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
         fail(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
         return OPTIONS_ERROR;
     }
+    if (result == OPTIONS_GENERATE_TICKET_KEY && optind < argc) {
+        fail(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
+        return OPTIONS_ERROR;
+    }
+    if (result == OPTIONS_GENERATE_TICKET_KEY)
+        return result;
     if (validate(cfg, errbuf, errlen) < 0)
         return cfg->config_file != NULL ? OPTIONS_CONFIG_ERROR : OPTIONS_ERROR;
     return result;

@@ -29,6 +29,9 @@
     ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1" \
     ":%SERVER_PRECEDENCE"
 
+/* Ticket lifetime without -t: GnuTLS's own default, 6 hours. */
+#define OPTIONS_DEFAULT_SESSION_TIMEOUT 21600
+
 enum options_result {
     OPTIONS_RUN,                 /* a connection is to be served */
     OPTIONS_CHECK,               /* --check: validate and exit */

@@ -52,6 +52,7 @@ struct tls {
     gnutls_datum_t pem[8]; /* several --cert: the files' text, read early */
     const char *pem_name[8];
     size_t n_pem;
+    gnutls_datum_t key_pem; /* --key's text, with --sni-strict */
 };
 
 /*
@@ -203,7 +204,12 @@ static int load_trust(gnutls_certificate_credentials_t cred, const struct config
         return -1;
     }
     if (cfg->crl_file != NULL) {
-        ret = gnutls_certificate_set_x509_crl_file(cred, cfg->crl_file, GNUTLS_X509_FMT_PEM);
+        /* Only CRLs signed by one of our CAs count (GNUTLS_TL_VERIFY_CRL). */
+        gnutls_x509_trust_list_t tl = NULL;
+        gnutls_certificate_get_trust_list(cred, &tl);
+        ret = gnutls_x509_trust_list_add_trust_file(
+            tl, NULL, cfg->crl_file, GNUTLS_X509_FMT_PEM,
+            GNUTLS_TL_VERIFY_CRL | GNUTLS_TL_FAIL_ON_INVALID_CRL, 0);
         if (ret < 0) {
             snprintf(err, errlen, "--crl-file %s: %s", cfg->crl_file, gnutls_strerror(ret));
             return -1;
@@ -299,10 +305,12 @@ static int load_ticket_key(struct tls *t, const char *file, char *err, size_t er
     size_t size = 64;
     int ret;
 
-    if (stat(file, &st) < 0 || (st.st_mode & 077) != 0) {
-        snprintf(err, errlen, "--ticket-key %s: %s", file,
-                 (st.st_mode & 077) != 0 ? "readable by group or others (chmod 600)"
-                                         : "cannot read it");
+    if (stat(file, &st) < 0) {
+        snprintf(err, errlen, "--ticket-key %s: %s", file, strerror(errno));
+        return -1;
+    }
+    if ((st.st_mode & 077) != 0) {
+        snprintf(err, errlen, "--ticket-key %s: readable by group or others (chmod 600)", file);
         return -1;
     }
     ret = gnutls_load_file(file, &hex);
@@ -339,7 +347,8 @@ static bool pem_names_host(const gnutls_datum_t *pem, const char *host)
 
 static int use_pem(struct tls *t, size_t i)
 {
-    int ret = gnutls_certificate_set_x509_key_mem2(t->cred, &t->pem[i], &t->pem[i],
+    const gnutls_datum_t *key = i == 0 && t->key_pem.data != NULL ? &t->key_pem : &t->pem[i];
+    int ret = gnutls_certificate_set_x509_key_mem2(t->cred, &t->pem[i], key,
                                                    GNUTLS_X509_FMT_PEM, NULL, 0);
     if (ret < 0)
         set_error(t, t->pem_name[i], ret);
@@ -395,6 +404,14 @@ static int read_pems(struct tls *t, const struct config *cfg, char *err, size_t 
         }
         t->pem_name[i] = file;
         t->n_pem++;
+    }
+    /* --key goes with the single --cert (options.c refuses it with several). */
+    if (cfg->key_file != NULL) {
+        ret = gnutls_load_file(cfg->key_file, &t->key_pem);
+        if (ret < 0) {
+            snprintf(err, errlen, "cannot read %s: %s", cfg->key_file, gnutls_strerror(ret));
+            return -1;
+        }
     }
     return 0;
 }
@@ -762,6 +779,7 @@ void tls_free(struct tls *t)
     gnutls_free(t->ticket_key.data);
     while (t->n_pem > 0)
         gnutls_free(t->pem[--t->n_pem].data);
+    gnutls_free(t->key_pem.data);
     free(t);
 }
 

@@ -485,7 +485,11 @@ static void test_values(void)
     TAP_OK(LOAD("include = /etc/stunnel/conf.d\n") == -1 &&
                says(err, ":1: include is not supported"),
            "include refused");
-    TAP_OK(LOAD("CRLfile = /crl.pem\n") == -1, "CRLfile refused, not dropped");
+    TAP_OK(LOAD("CRLfile = /crl.pem\n") == 0 && cfg.crl_file != NULL &&
+               strcmp(cfg.crl_file, "/crl.pem") == 0,
+           "CRLfile maps to --crl-file");
+    TAP_OK(LOAD("CRLpath = /crls\n") == -1 && strstr(err, "CRLfile =") != NULL,
+           "CRLpath refused, pointing at CRLfile");
     TAP_OK(LOAD("ident = nobody\n") == -1, "ident refused, not dropped");
     TAP_OK(LOAD("fips = yes\n") == -1, "fips = yes refused");
 }
