@@ -10,12 +10,13 @@
 #           (setsid, flock, setpriv) coreutils (timeout, sha256sum, stdbuf)
 #           procps iproute2 dovecot-imapd (a real IMAP server on stdin/stdout
 #           for exec.test) systemd (systemd-analyze verify of the units)
+#           faketime (an OCSP response issued in the past, for alpn-ocsp.test)
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
 libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
-util-linux coreutils procps iproute2 dovecot-imapd systemd"
+util-linux coreutils procps iproute2 dovecot-imapd systemd faketime"
 
 missing=
 for p in $PKGS; do

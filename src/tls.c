@@ -612,10 +612,17 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
                 snprintf(t->id.reason, sizeof t->id.reason, "no client certificate");
             t->id.verify = "FAILED";
             snprintf(t->error, sizeof t->error, "%s", t->id.reason);
-            gnutls_alert_send_appropriate(t->session, ret);
+            /* TLS 1.2 has no certificate_required alert; GnuTLS would say
+             * decode_error, RFC 5246 (7.4.6) suggests handshake_failure. */
+            if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
+                gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_HANDSHAKE_FAILURE);
+            else
+                gnutls_alert_send_appropriate(t->session, ret);
             return TLS_HANDSHAKE_REFUSED;
         }
-        set_error(t, "handshake", ret);
+        /* A reason set by our own hooks (--sni-strict) says more than GnuTLS's. */
+        if (t->error[0] == '\0')
+            set_error(t, "handshake", ret);
         /* Tell the client why, in a TLS alert: never in clear text. */
         gnutls_alert_send_appropriate(t->session, ret);
         return TLS_HANDSHAKE_FAILED;

@@ -25,7 +25,9 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
       reading after its own close_notify, writing after the peer's. Prints a
       JSON status on stdout. --bind ADDR: the local address to connect
       from; --wait-recv N: end (close_notify, FIN, ...) only once N bytes
-      came back, or the peer closed.
+      came back, or the peer closed; --cert FILE [--key FILE]: a client
+      certificate to present; --alpn P1,P2: protocols to offer (the one
+      agreed on is "alpn" in the status).
   helper.py gen SIZE SEED OUT     deterministic pseudo-random file
   helper.py records FILE [--only TYPE]...
       exit 0 when FILE is nothing but whole TLS records (of those types)
@@ -396,6 +398,10 @@ class Client:
             ctx.minimum_version = getattr(ssl.TLSVersion, a.tls_min)
         if a.ciphers:
             ctx.set_ciphers(a.ciphers)
+        if a.cert:
+            ctx.load_cert_chain(a.cert, a.key)
+        if a.alpn:
+            ctx.set_alpn_protocols(a.alpn.split(","))
         self.inc = ssl.MemoryBIO()
         self.outg = ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.inc, self.outg,
@@ -420,6 +426,7 @@ class Client:
         self.status["handshake"] = True
         self.status["version"] = self.obj.version()
         self.status["cipher"] = self.obj.cipher()[0]
+        self.status["alpn"] = self.obj.selected_alpn_protocol()
 
     def run(self):
         a = self.a
@@ -657,6 +664,9 @@ def main():
     c.add_argument("--tls-max")
     c.add_argument("--tls-min")
     c.add_argument("--ciphers")
+    c.add_argument("--cert")
+    c.add_argument("--key")
+    c.add_argument("--alpn")
     c.add_argument("--timeout", type=float, default=20)
     r = sub.add_parser("records")
     r.add_argument("file")

@@ -271,6 +271,19 @@ have_ipv6_loopback() {
 #   expired.pem      key + a leaf that expired in 2021 + intermediate
 #   wrongorder.pem   key + intermediate + leaf (chain in the wrong order)
 # Leaves: CN=localhost, SAN DNS:localhost, IP:127.0.0.1, IP:::1.
+# For several certificates chosen by SNI and key type (leaf + intermediate
+# after the key, issued by the intermediate; the O= tells them apart):
+#   sni-ecdsa.pem    P-256,    O=tlsfilter ECDSA server, CN=localhost
+#   sni-rsa.pem      RSA-2048, O=tlsfilter RSA server,   CN=localhost
+#   sni-mail.pem     P-256,    O=tlsfilter mail server,  CN=mail.example.org
+#                    (SAN DNS:mail.example.org only)
+# Client certificates (client-NAME.crt + client-NAME.key; NAME.pem is key +
+# certificate), all tls_www_client, O=Example:
+#   good      CN=alice, SAN email alice@example.org, issued by the root CA
+#   other     CN=bob, SAN email bob@example.org, root CA (the "not allowed" one)
+#   expired   CN=carol, root CA, expired in 2021
+#   revoked   CN=mallory, root CA, listed in crl.pem (the root CA's CRL)
+#   untrusted CN=eve, issued by other-ca.pem (a CA the server does not know)
 
 _certs_generate() {
 	local d=$1
@@ -335,8 +348,98 @@ _certs_generate() {
 	cat "$d/other.key" "$d/ecdsa.crt" "$d/int.crt" >"$d/mismatch.pem"
 	cat "$d/ecdsa.key" "$d/expired.crt" "$d/int.crt" >"$d/expired.pem"
 	cat "$d/ecdsa.key" "$d/int.crt" "$d/ecdsa.crt" >"$d/wrongorder.pem"
+	_certs_generate_sni "$d" && _certs_generate_clients "$d" || return 1
 	chmod 600 "$d"/*.pem "$d"/*.key
 }
+
+# Server certificates for sni.test: two key types for "localhost", one
+# ECDSA certificate for "mail.example.org".
+_certs_generate_sni() {
+	local d=$1 ct="certtool --no-text" kind org cn
+	for kind in sni-ecdsa sni-rsa sni-mail; do
+		case $kind in
+		sni-ecdsa) org="tlsfilter ECDSA server" cn=localhost ;;
+		sni-rsa) org="tlsfilter RSA server" cn=localhost ;;
+		sni-mail) org="tlsfilter mail server" cn=mail.example.org ;;
+		esac
+		{
+			echo "organization = \"$org\""
+			echo "cn = \"$cn\""
+			echo "dns_name = \"$cn\""
+			[ "$cn" = localhost ] && echo 'ip_address = "127.0.0.1"'
+			echo "tls_www_server"
+			echo "signing_key"
+			echo "encryption_key"
+			echo "expiration_days = 365"
+		} >"$d/$kind.tmpl"
+		if [ $kind = sni-rsa ]; then
+			$ct --generate-privkey --key-type rsa --bits 2048 --outfile "$d/$kind.key"
+		else
+			$ct --generate-privkey --key-type ecdsa --curve secp256r1 --outfile "$d/$kind.key"
+		fi || return 1
+		$ct --generate-certificate --load-privkey "$d/$kind.key" \
+			--load-ca-certificate "$d/int.crt" --load-ca-privkey "$d/int.key" \
+			--template "$d/$kind.tmpl" --outfile "$d/$kind.crt" || return 1
+		cat "$d/$kind.key" "$d/$kind.crt" "$d/int.crt" >"$d/$kind.pem"
+	done
+}
+
+# Client certificates for clientcert.test (see the list above), the CRL
+# that revokes mallory's, and the other CA that issued eve's.
+_certs_generate_clients() {
+	local d=$1 ct="certtool --no-text" name cn issuer
+	cat >"$d/other-ca.tmpl" <<-'EOF'
+		cn = "tlsfilter test other CA"
+		ca
+		cert_signing_key
+		expiration_days = 3650
+	EOF
+	$ct --generate-privkey --key-type ecdsa --curve secp256r1 --outfile "$d/other-ca.key" &&
+		$ct --generate-self-signed --load-privkey "$d/other-ca.key" \
+			--template "$d/other-ca.tmpl" --outfile "$d/other-ca.pem" || return 1
+	for name in good other expired revoked untrusted; do
+		case $name in
+		good) cn=alice ;;
+		other) cn=bob ;;
+		expired) cn=carol ;;
+		revoked) cn=mallory ;;
+		untrusted) cn=eve ;;
+		esac
+		{
+			echo 'organization = "Example"'
+			echo "cn = \"$cn\""
+			echo "email = \"$cn@example.org\""
+			echo "tls_www_client"
+			echo "signing_key"
+			if [ $name = expired ]; then
+				echo 'activation_date = "2020-01-01 00:00:00 UTC"'
+				echo 'expiration_date = "2021-01-01 00:00:00 UTC"'
+			else
+				echo "expiration_days = 365"
+			fi
+		} >"$d/client-$name.tmpl"
+		issuer=ca
+		[ $name = untrusted ] && issuer=other-ca
+		$ct --generate-privkey --key-type ecdsa --curve secp256r1 \
+			--outfile "$d/client-$name.key" &&
+			$ct --generate-certificate --load-privkey "$d/client-$name.key" \
+				--load-ca-certificate "$d/$issuer.pem" --load-ca-privkey "$d/$issuer.key" \
+				--template "$d/client-$name.tmpl" --outfile "$d/client-$name.crt" \
+				2>/dev/null || return 1
+		cat "$d/client-$name.key" "$d/client-$name.crt" >"$d/client-$name.pem"
+	done
+	cat >"$d/crl.tmpl" <<-'EOF'
+		crl_next_update = 365
+		crl_number = 1
+	EOF
+	$ct --generate-crl --load-ca-privkey "$d/ca.key" --load-ca-certificate "$d/ca.pem" \
+		--load-certificate "$d/client-revoked.crt" --template "$d/crl.tmpl" \
+		--outfile "$d/crl.pem"
+}
+
+# The cache's layout version, written in $CERTS/done: a cache made by an
+# older lib.sh (another version, or none) is made anew.
+_CERTS_VERSION=2
 
 # need_certs: sets CERTS (the directory above), generating it if needed.
 need_certs() {
@@ -348,12 +451,13 @@ need_certs() {
 	mkdir -p "$base" || skip_all "cannot create $base"
 	(
 		flock -w 60 9 || exit 1
-		if [ -f "$CERTS/done" ] && [ -n "$(find "$CERTS/done" -mtime -20)" ]; then
+		if [ -f "$CERTS/done" ] && [ -n "$(find "$CERTS/done" -mtime -20)" ] &&
+			[ "$(cat "$CERTS/done")" = "$_CERTS_VERSION" ]; then
 			exit 0
 		fi
 		rm -rf "$CERTS.new" "$CERTS"
 		mkdir "$CERTS.new" && _certs_generate "$CERTS.new" 2>"$base/gen.log" &&
-			touch "$CERTS.new/done" && mv "$CERTS.new" "$CERTS"
+			echo "$_CERTS_VERSION" >"$CERTS.new/done" && mv "$CERTS.new" "$CERTS"
 	) 9>"$base/lock" || skip_all "could not generate test certificates"
 	CA="$CERTS/ca.pem"
 }
@@ -400,6 +504,28 @@ log_field() { log_field_n "$1" "$2" "$3" 1; }
 log_field_n() {
 	log_line "$1" "$2" | grep -oE " $3=(\"[^\"]*\"|[^ ]*)" | sed -n "${4}p" |
 		sed -e "s/^ $3=//" -e 's/^"\(.*\)"$/\1/'
+}
+
+# log_parse FILE EVENT: without a process per field (for tests that look at
+# many lines): LOGF = the key=value pairs of the last event=EVENT line of
+# FILE (quotes removed; a repeated key keeps its first value), LOGN = how
+# many event= lines FILE has. An empty LOGF when there is no such line.
+declare -A LOGF
+LOGN=0
+log_parse() {
+	local l line='' rest k v re=" event=$2( |\$)" kv=' ([a-z_0-9]+)=("[^"]*"|[^ ]*)(.*)'
+	LOGF=()
+	LOGN=0
+	while IFS= read -r l; do
+		[[ $l == *" event="* ]] && LOGN=$((LOGN + 1))
+		[[ $l =~ $re ]] && line=$l
+	done <"$1"
+	rest=$line
+	while [[ $rest =~ $kv ]]; do
+		k=${BASH_REMATCH[1]} v=${BASH_REMATCH[2]} rest=${BASH_REMATCH[3]}
+		[[ $v == \"*\" ]] && v=${v:1:${#v}-2}
+		[ -n "${LOGF[$k]+set}" ] || LOGF[$k]=$v
+	done
 }
 
 # ------------------------------------------------------------ launchers
@@ -632,6 +758,66 @@ xinetd_rc() {
 pyclient() {
 	timeout 40 "$PYTHON" "$HELPER" client --connect "127.0.0.1:$TLSF_PORT" \
 		--cafile "$CA" "$@"
+}
+
+# s_client OUT ARGS...: openssl s_client ARGS with nothing to send, reading
+# until the server closes (-ign_eof), bounded by timeout(1); its stdout and
+# stderr go to OUT. Returns the client's status.
+s_client() {
+	local out=$1
+	shift
+	timeout 15 openssl s_client -ign_eof "$@" </dev/null >"$out" 2>&1
+}
+
+# gnutls_cli OUT ARGS...: gnutls-cli ARGS, its stdin held open (gnutls-cli
+# ends the session at EOF on stdin, before the server has said a word) until
+# it ends by itself when the server closes, or timeout(1) ends it after 15 s;
+# its stdout and stderr go to OUT. Returns the client's status.
+gnutls_cli() {
+	local out=$1 fd hold rc
+	shift
+	exec {fd}< <(exec sleep 30)
+	hold=$!
+	timeout 15 gnutls-cli "$@" <&"$fd" >"$out" 2>&1
+	rc=$?
+	exec {fd}<&-
+	kill "$hold" 2>/dev/null
+	return "$rc"
+}
+
+# tlsf_next_rc [SECS]: with socat_tlsfilter --fork (a tlsfilter per
+# connection), RC = the exit status of the first of the current launcher's
+# tlsfilters to have ended whose status was not read before; 124 if none
+# has ended within SECS (default 10). Call it once per connection, after
+# the connection: the statuses then come in the order of the connections.
+# Without a process per call (a test may make a hundred connections).
+declare -A _tlsf_seen
+tlsf_next_rc() {
+	local f first i n
+	n=$(awk "BEGIN { print int(${1:-10} * 20) }")
+	RC=124
+	for ((i = 0; i <= n; i++)); do
+		first=
+		for f in "$TLSF_RCDIR"/rc.*; do
+			[[ $f == *.term || ! -s $f || -n ${_tlsf_seen[$f]+x} ]] && continue
+			[[ -z $first || $f -ot $first ]] && first=$f
+		done
+		if [ -n "$first" ]; then
+			_tlsf_seen[$first]=1
+			read -r RC <"$first"
+			return 0
+		fi
+		sleep 0.05
+	done
+}
+
+# cert_subject FILE / cert_issuer FILE: the certificate's DN in RFC 4514
+# (RFC 2253) order, as openssl prints it. cert_sha256 FILE: its SHA-256
+# fingerprint, lowercase hex without colons.
+cert_subject() { openssl x509 -in "$1" -noout -subject -nameopt RFC2253 | sed 's/^subject=//'; }
+cert_issuer() { openssl x509 -in "$1" -noout -issuer -nameopt RFC2253 | sed 's/^issuer=//'; }
+cert_sha256() {
+	openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/^.*=//; s/://g' | tr A-F a-f
 }
 
 # json_get JSON KEY: one value of pyclient's status.
