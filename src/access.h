@@ -21,8 +21,8 @@ const char *access_service(const struct config *cfg, char *buf, size_t len);
  * Ask TCP wrappers whether the client may use the service, matching the
  * real client address (from the socket or the launcher's environment; an
  * unknown address matches as unknown, never as localhost). Returns true
- * when allowed, or when tlsfilter is built without libwrap or runs with
- * --no-libwrap.
+ * when allowed, or when tlsfilter is built without libwrap or a stunnel
+ * configuration file says "libwrap = no".
  */
 bool access_allowed(const struct config *cfg, const struct peer *p, const char *service);
 
