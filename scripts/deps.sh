@@ -11,12 +11,16 @@
 #           procps iproute2 dovecot-imapd (a real IMAP server on stdin/stdout
 #           for exec.test) systemd (systemd-analyze verify of the units)
 #           faketime (an OCSP response issued in the past, for alpn-ocsp.test)
+#           cppcheck (static-analysis.test; its -fanalyzer half uses gcc)
+#           clang libclang-rt-14-dev (libFuzzer and the sanitizers, for
+#           fuzz/fuzz.sh and fuzz.test)
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
 libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
-util-linux coreutils procps iproute2 dovecot-imapd systemd faketime"
+util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
+cppcheck clang libclang-rt-14-dev"
 
 missing=
 for p in $PKGS; do

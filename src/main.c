@@ -261,8 +261,10 @@ static int handshake(struct conn *c)
     case TLS_HANDSHAKE_OK:
         return 0;
     case TLS_HANDSHAKE_TIMEOUT:
-        log_msg(LOG_WARNING, "event=handshake-timeout peer=%s seconds=%u", c->peer.text,
-                c->cfg.timeout_handshake);
+        log_msg(LOG_WARNING,
+                "event=handshake-timeout peer=%s seconds=%u reason=\"no handshake within %u "
+                "seconds\"",
+                c->peer.text, c->cfg.timeout_handshake, c->cfg.timeout_handshake);
         return EX_TEMPFAIL;
     case TLS_HANDSHAKE_REFUSED:
         log_msg(LOG_WARNING, "event=refused peer=%s reason=%s%s%s", c->peer.text,

@@ -374,6 +374,7 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
                                   size_t errlen)
 {
     enum options_result result = OPTIONS_RUN;
+    bool file_form = false;
     char name[32];
     unsigned *timeout;
     int c;
@@ -381,18 +382,20 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
     set_defaults(cfg);
     errbuf[0] = '\0';
     opterr = 0;
-    optind = 1;
+    /* 0, not 1: glibc then forgets all of a previous call's state (the unit
+     * tests and the fuzzer call this more than once in one process). */
+    optind = 0;
     /*
      * stunnel 4/5's inetd form, "stunnel FILE": a user moving from stunnel
-     * changes only the program in the xinetd file. getopt then sees no
-     * options left.
+     * changes only the program in the xinetd file. There are no options then.
      */
     if (argc == 2 && argv[1][0] != '-') {
         if (conffile_load(argv[1], cfg, errbuf, errlen) < 0)
             return OPTIONS_CONFIG_ERROR;
-        optind = 2;
+        file_form = true;
     }
-    while ((c = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
+    while (!file_form &&
+           (c = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
         timeout = NULL;
         switch (c) {
         case 'p':
@@ -580,6 +583,8 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             return OPTIONS_ERROR;
         }
     }
+    if (file_form)
+        optind = argc;
     /* stunnel 3: "-l PROGRAM -- ARGV0 ARGS..." gives the program's whole argv. */
     if (optind < argc && cfg->exec_path != NULL && strcmp(argv[optind - 1], "--") == 0) {
         cfg->exec_argv = argv + optind;

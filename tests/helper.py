@@ -19,6 +19,9 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
         source  sends --send-file (repeatedly, up to --limit bytes) and
                 reads; logs "source-end sent=N recv=N why=..."
         pop3, imap, smtp   minimal responders for curl; log "cmd LINE"
+        closer  closes each connection at once (logs "closing")
+        noread  never reads; holds the connection --delay s ("holding")
+        slow    reads --chunk bytes every --interval s to EOF, logs "hash"
   helper.py client --connect SPEC [options]
       TLS client built on ssl.MemoryBIO, so that the test controls every
       step: close_notify without TCP FIN, TCP FIN without close_notify, RST,
@@ -27,7 +30,12 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
       from; --wait-recv N: end (close_notify, FIN, ...) only once N bytes
       came back, or the peer closed; --cert FILE [--key FILE]: a client
       certificate to present; --alpn P1,P2: protocols to offer (the one
-      agreed on is "alpn" in the status).
+      agreed on is "alpn" in the status). --send-size N: N pattern bytes;
+      --write-size N: N bytes per TLS record; --trickle S (--plain): one
+      byte every S s; --end garbage --garbage FILE: raw bytes on the socket
+      after the TLS data; --drain S: afterwards, wait up to S s for the
+      TCP EOF. Times (epoch seconds): at_close_notify, at_eof (FIN or RST).
+  helper.py craft sslv2|sslv3 OUT   an SSLv2-format / SSLv3-only ClientHello
   helper.py gen SIZE SEED OUT     deterministic pseudo-random file
   helper.py records FILE [--only TYPE]...
       exit 0 when FILE is nothing but whole TLS records (of those types)
@@ -304,7 +312,36 @@ def h_smtp(conn, a, log):
             conn.sendall(b"502 unknown\r\n")
 
 
-HANDLERS = {"echo": h_echo, "hash": h_hash, "late": h_late, "bulk": h_bulk,
+def h_closer(conn, a, log):
+    """Accept, then close at once without reading or writing."""
+    log("closing")
+
+
+def h_noread(conn, a, log):
+    """Accept and never read (until --delay seconds pass)."""
+    log("holding")
+    time.sleep(a.delay)
+
+
+def h_slow(conn, a, log):
+    """Read --chunk bytes every --interval seconds to EOF; log as hash."""
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        try:
+            d = conn.recv(a.chunk)
+        except ConnectionError:
+            break
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+        time.sleep(a.interval)
+    log("hash n=%d sha256=%s" % (n, h.hexdigest()))
+
+
+HANDLERS = {"closer": h_closer, "noread": h_noread, "slow": h_slow,
+            "echo": h_echo, "hash": h_hash, "late": h_late, "bulk": h_bulk,
             "banner": h_banner, "source": h_source, "pop3": h_pop3,
             "imap": h_imap, "smtp": h_smtp}
 
@@ -433,6 +470,12 @@ class Client:
         data = read_file(a.send)
         if a.send_str is not None:
             data += a.send_str.encode()
+        if a.send_size:
+            pat = bytes(range(251)) * (65536 // 251 + 1)
+            big = pat * (a.send_size // len(pat) + 1)
+            # a view, not a copy: --send-size may be hundreds of MiB
+            data = memoryview(big)[:a.send_size] if not data else \
+                data + big[:a.send_size]
         try:
             self.connect()
         except OSError as e:
@@ -444,6 +487,8 @@ class Client:
             else:
                 self.handshake()
             self.loop(data)
+            if a.drain:
+                self.drain(a.drain)
         except (OSError, ssl.SSLError) as e:
             self.status["error"] = "%s: %s" % (type(e).__name__, e)
         finally:
@@ -452,6 +497,25 @@ class Client:
                 self.sock.close()
             except OSError:
                 pass
+
+    def drain(self, secs):
+        """After the session: read raw bytes until the TCP EOF (at_eof)."""
+        if "at_eof" in self.status:
+            return
+        self.sock.setblocking(True)
+        self.sock.settimeout(secs)
+        try:
+            while True:
+                d = self.sock.recv(65536)
+                self.got_raw(d)
+                if not d:
+                    self.status["at_eof"] = time.time()
+                    return
+        except ConnectionResetError:
+            self.status["reset_received"] = True
+            self.status["at_eof"] = time.time()
+        except OSError:
+            pass
 
     def read_app(self):
         """Decrypt what the memory BIO holds; set close_notify/eof."""
@@ -462,12 +526,14 @@ class Client:
                 return False
             except ssl.SSLZeroReturnError:
                 self.status["close_notify"] = True
+                self.status.setdefault("at_close_notify", time.time())
                 return True
             except ssl.SSLEOFError:
                 self.status["eof"] = True
                 return True
             if not d:
                 self.status["close_notify"] = True
+                self.status.setdefault("at_close_notify", time.time())
                 return True
             self.got_app(d)
 
@@ -483,21 +549,35 @@ class Client:
         raw_eof = False
         deadline = time.time() + a.timeout
         may_send = not a.wait_close_first
+        next_trickle = 0.0
         while True:
             if time.time() > deadline:
                 self.status["error"] = "timeout"
                 return
             # queue application data
-            if may_send and pos < len(data) and len(outbuf) < 262144:
-                chunk = data[pos:pos + 16384]
+            if a.trickle and may_send and pos < len(data) and not outbuf:
+                now = time.time()
+                if now >= next_trickle:
+                    outbuf += data[pos:pos + 1]
+                    pos += 1
+                    self.status["sent"] = pos
+                    next_trickle = now + a.trickle
+            while not a.trickle and may_send and pos < len(data) and \
+                    len(outbuf) < 262144:
+                chunk = data[pos:pos + (a.write_size or 16384)]
                 if self.obj:
                     k = self.obj.write(chunk)
                     outbuf += self.outg.read()
+                    if a.write_size:
+                        self.status["records"] = \
+                            self.status.get("records", 0) + 1
                 else:
                     k = len(chunk)
                     outbuf += chunk
                 pos += k
                 self.status["sent"] = pos
+                if not a.write_size:
+                    break
             if a.rst_after_send is not None and pos >= a.rst_after_send \
                     and not outbuf:
                 self.rst()
@@ -517,6 +597,9 @@ class Client:
                     self.status["sent_close_notify"] = True
                 elif a.end == "fin":
                     shut_pending = True
+                elif a.end == "garbage":
+                    outbuf += read_file(a.garbage)
+                    self.status["garbage_sent"] = True
                 elif a.end == "rst":
                     self.rst()
                     return
@@ -526,6 +609,8 @@ class Client:
                 self.status["shut_wr"] = True
             if read_done and ended and not outbuf and not shut_pending:
                 return
+            if read_done and a.trickle:
+                return  # the peer closed: no point trickling on
             if read_done and not may_send and a.wait_close_first:
                 may_send = True
                 continue
@@ -535,7 +620,7 @@ class Client:
                 if pos >= len(data) and ended:
                     return
                 continue
-            r, w, _ = select.select(rl, wl, [], 0.5)
+            r, w, _ = select.select(rl, wl, [], 0.1 if a.trickle else 0.5)
             if r:
                 try:
                     d = sock.recv(65536)
@@ -543,12 +628,14 @@ class Client:
                     d = None
                 except ConnectionResetError:
                     self.status["reset_received"] = True
+                    self.status.setdefault("at_eof", time.time())
                     read_done = True
                     d = None
                 if d is not None:
                     self.got_raw(d)
                     if not d:
                         raw_eof = True
+                        self.status.setdefault("at_eof", time.time())
                         if self.obj:
                             self.inc.write_eof()
                         else:
@@ -605,6 +692,28 @@ def gen(a):
             left -= k
 
 
+def craft(a):
+    """Hand-made hellos of protocols a TLS server must refuse."""
+    rnd = random.Random(a.kind).randbytes
+    if a.kind == "sslv2":
+        # SSLv2 CLIENT-HELLO: 2-byte header with the high bit set, version 2
+        specs = bytes.fromhex("0700c0050080030080010080060040040080020080")
+        body = bytes([1, 0, 2]) + struct.pack(">HHH", len(specs), 0, 16) + \
+            specs + rnd(16)
+        out = struct.pack(">H", 0x8000 | len(body)) + body
+    elif a.kind == "sslv3":
+        # ClientHello, version 3.0 in the record and the hello, SSLv3 suites
+        suites = bytes.fromhex("002f0035000a00050004")
+        hello = b"\x03\x00" + rnd(32) + b"\x00" + \
+            struct.pack(">H", len(suites)) + suites + b"\x01\x00"
+        hs = b"\x01" + struct.pack(">I", len(hello))[1:] + hello
+        out = b"\x16\x03\x00" + struct.pack(">H", len(hs)) + hs
+    else:
+        raise SystemExit("unknown kind")
+    with open(a.out, "wb") as f:
+        f.write(out)
+
+
 def records(a):
     """Check that FILE is nothing but whole TLS records (of types --only)."""
     with open(a.file, "rb") as f:
@@ -645,6 +754,8 @@ def main():
     s.add_argument("--send-file")
     s.add_argument("--expect", type=int)
     s.add_argument("--limit", type=int, default=256 << 20)
+    s.add_argument("--chunk", type=int, default=4096)
+    s.add_argument("--interval", type=float, default=0.01)
     c = sub.add_parser("client")
     c.add_argument("--connect", required=True)
     c.add_argument("--cafile")
@@ -653,7 +764,7 @@ def main():
     c.add_argument("--send-str")
     c.add_argument("--out")
     c.add_argument("--raw-out")
-    c.add_argument("--end", choices=["notify", "fin", "rst", "none"],
+    c.add_argument("--end", choices=["notify", "fin", "rst", "none", "garbage"],
                    default="notify")
     c.add_argument("--wait-close-first", action="store_true")
     c.add_argument("--wait-recv", type=int, default=0)
@@ -668,16 +779,31 @@ def main():
     c.add_argument("--key")
     c.add_argument("--alpn")
     c.add_argument("--timeout", type=float, default=20)
+    c.add_argument("--drain", type=float,
+                   help="after the session, read up to DRAIN s for the "
+                   "TCP EOF")
+    c.add_argument("--send-size", type=int,
+                   help="send N bytes of a counting pattern (after --send)")
+    c.add_argument("--write-size", type=int,
+                   help="application bytes per TLS write (one record each)")
+    c.add_argument("--trickle", type=float,
+                   help="--plain: send one byte every TRICKLE seconds")
+    c.add_argument("--garbage",
+                   help="--end garbage: raw bytes written on the socket "
+                   "after the application data")
     r = sub.add_parser("records")
     r.add_argument("file")
     r.add_argument("--only", type=int, action="append")
+    k = sub.add_parser("craft")
+    k.add_argument("kind", choices=["sslv2", "sslv3"])
+    k.add_argument("out")
     g = sub.add_parser("gen")
     g.add_argument("size", type=int)
     g.add_argument("seed")
     g.add_argument("out")
     a = p.parse_args()
     sys.exit({"serve": serve, "client": client, "gen": gen,
-              "records": records}[a.cmd](a))
+              "records": records, "craft": craft}[a.cmd](a))
 
 
 if __name__ == "__main__":
