@@ -539,6 +539,18 @@ log_parse() {
 
 _launch_n=0
 
+# _launch_new: the next launcher's TLSF_ID, TLSF_PORT, an empty TLSF_LOG and
+# its TLSF_RCDIR.
+_launch_new() {
+	_launch_n=$((_launch_n + 1))
+	TLSF_ID="tf$_launch_n"
+	TLSF_PORT=$(free_port)
+	TLSF_LOG="$T/$TLSF_ID.log"
+	TLSF_RCDIR="$T/$TLSF_ID.rc"
+	mkdir -p "$TLSF_RCDIR"
+	: >"$TLSF_LOG"
+}
+
 # _wrapper ARGS...: writes $T/$TLSF_ID.run, the program socat starts: it
 # runs tlsfilter with ARGS (quoted here, so socat's address syntax never sees
 # them: ':' and ',' are separators there), lets go of its own copies of the
@@ -593,13 +605,7 @@ socat_tlsfilter() {
 		*) break ;;
 		esac
 	done
-	_launch_n=$((_launch_n + 1))
-	TLSF_ID="tf$_launch_n"
-	TLSF_PORT=$(free_port)
-	TLSF_LOG="$T/$TLSF_ID.log"
-	TLSF_RCDIR="$T/$TLSF_ID.rc"
-	mkdir -p "$TLSF_RCDIR"
-	: >"$TLSF_LOG"
+	_launch_new
 	case $mode in
 	socketpair) opt= ;;
 	pipes) opt=,pipes ;;
@@ -654,13 +660,7 @@ xinetd_tlsfilter() {
 		*) break ;;
 		esac
 	done
-	_launch_n=$((_launch_n + 1))
-	TLSF_ID="tf$_launch_n"
-	TLSF_PORT=$(free_port)
-	TLSF_LOG="$T/$TLSF_ID.log"
-	TLSF_RCDIR="$T/$TLSF_ID.rc"
-	mkdir -p "$TLSF_RCDIR"
-	: >"$TLSF_LOG"
+	_launch_new
 	local args="$*"
 	[ "$nolog" = 1 ] || args="-o $TLSF_LOG $*"
 	local conf="$T/$TLSF_ID.xinetd.conf"
