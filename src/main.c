@@ -161,6 +161,9 @@ static int check(const struct config *cfg)
     return bad ? EX_CONFIG : 0;
 }
 
+/* How long a refused or failed client may keep sending after our alert. */
+#define LINGER_MS 500
+
 /* Set by SIGTERM, SIGHUP and SIGINT: the relay ends and logs. */
 static volatile sig_atomic_t stop_requested;
 
@@ -273,11 +276,15 @@ static int handshake(struct conn *c)
                 tls_identity(c->tls)->subject[0]
                     ? log_value(tls_identity(c->tls)->subject, dn, sizeof dn)
                     : "");
+        if (!c->cfg.client_mode)
+            peer_linger(&c->peer, LINGER_MS);
         return EX_NOPERM;
     case TLS_HANDSHAKE_FAILED:
     default:
         log_msg(LOG_WARNING, "event=handshake-failed peer=%s reason=%s", c->peer.text,
                 log_value(tls_error(c->tls), reason, sizeof reason));
+        if (!c->cfg.client_mode)
+            peer_linger(&c->peer, LINGER_MS);
         return EX_PROTOCOL;
     }
 }
@@ -296,8 +303,10 @@ static int open_backend(struct conn *c)
         return 0;
     log_msg(LOG_ERR, "event=backend-failed peer=%s backend=%s reason=%s", c->peer.text,
             c->backend.text, log_value(err, reason, sizeof reason));
-    if (!c->cfg.client_mode)
+    if (!c->cfg.client_mode) {
         tls_close_write(c->tls);
+        peer_linger(&c->peer, LINGER_MS);
+    }
     return EX_UNAVAILABLE;
 }
 

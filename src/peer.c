@@ -12,7 +12,10 @@
 #include "peer.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <time.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,4 +156,30 @@ int peer_prepare(const struct peer *p)
     if (p->kind == PEER_TCP)
         (void)setsockopt(1, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return 0;
+}
+
+void peer_linger(const struct peer *p, int timeout_ms)
+{
+    struct timespec start, now;
+    char drop[4096];
+    int left = timeout_ms;
+
+    if (p->kind != PEER_TCP && p->kind != PEER_UNIX)
+        return;
+    if (shutdown(1, SHUT_WR) < 0)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (left > 0) {
+        struct pollfd pfd = {.fd = 0, .events = POLLIN};
+        ssize_t r;
+
+        if (poll(&pfd, 1, left) <= 0)
+            return;
+        r = read(0, drop, sizeof drop);
+        if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR)))
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
+                                  (now.tv_nsec - start.tv_nsec) / 1000000);
+    }
 }

@@ -38,4 +38,12 @@ void peer_identify(struct peer *p);
  */
 int peer_prepare(const struct peer *p);
 
+/*
+ * After a refusal or a failed handshake: send our FIN, then read and drop
+ * what the client still sends, for at most timeout_ms or until its EOF.
+ * Closing with unread input would make the kernel send a reset, which can
+ * reach the client before the TLS alert that says why.
+ */
+void peer_linger(const struct peer *p, int timeout_ms);
+
 #endif
