@@ -107,16 +107,17 @@ static int set_error(struct tls *t, const char *what, int ret)
     return TLS_IO_ERROR;
 }
 
-/* Credentials from -p / --key. Returns a GnuTLS error code. */
-static int load_credentials(const struct config *cfg, gnutls_certificate_credentials_t *cred,
-                            bool check_match)
+/*
+ * Credentials from -p / --key, without GnuTLS's sign-and-verify key match
+ * (--check does that once, in check_pair()). Returns a GnuTLS error code.
+ */
+static int load_credentials(const struct config *cfg, gnutls_certificate_credentials_t *cred)
 {
     int ret = gnutls_certificate_allocate_credentials(cred);
 
     if (ret < 0)
         return ret;
-    if (!check_match)
-        gnutls_certificate_set_flags(*cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
+    gnutls_certificate_set_flags(*cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
     ret = gnutls_certificate_set_x509_key_file2(*cred, cfg->cert_file,
                                                 cfg->key_file ? cfg->key_file : cfg->cert_file,
                                                 GNUTLS_X509_FMT_PEM, NULL, 0);
@@ -433,7 +434,7 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
         if (ret >= 0)
             gnutls_certificate_set_flags(t->cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
     } else {
-        ret = load_credentials(cfg, &t->cred, false);
+        ret = load_credentials(cfg, &t->cred);
     }
     if (ret < 0) {
         load_error(cfg, ret, err, errlen);
@@ -516,7 +517,7 @@ struct tls *tls_new_client(const struct config *cfg, const char *name, int rfd, 
     if (t == NULL)
         return NULL;
     if (cfg->cert_set) {
-        ret = load_credentials(cfg, &t->cred, false);
+        ret = load_credentials(cfg, &t->cred);
         if (ret < 0) {
             load_error(cfg, ret, err, errlen);
             goto fail;

@@ -539,12 +539,11 @@ log_parse() {
 
 _launch_n=0
 
-# _launch_new: the next launcher's TLSF_ID, TLSF_PORT, an empty TLSF_LOG and
-# its TLSF_RCDIR.
+# _launch_new: the next launcher's TLSF_ID, an empty TLSF_LOG and its
+# TLSF_RCDIR (the caller sets TLSF_PORT).
 _launch_new() {
 	_launch_n=$((_launch_n + 1))
 	TLSF_ID="tf$_launch_n"
-	TLSF_PORT=$(free_port)
 	TLSF_LOG="$T/$TLSF_ID.log"
 	TLSF_RCDIR="$T/$TLSF_ID.rc"
 	mkdir -p "$TLSF_RCDIR"
@@ -606,6 +605,7 @@ socat_tlsfilter() {
 		esac
 	done
 	_launch_new
+	TLSF_PORT=$(free_port)
 	case $mode in
 	socketpair) opt= ;;
 	pipes) opt=,pipes ;;
@@ -661,6 +661,7 @@ xinetd_tlsfilter() {
 		esac
 	done
 	_launch_new
+	TLSF_PORT=$(free_port)
 	local args="$*"
 	[ "$nolog" = 1 ] || args="-o $TLSF_LOG $*"
 	local conf="$T/$TLSF_ID.xinetd.conf"
@@ -694,15 +695,7 @@ xinetd_tlsfilter() {
 		done
 		echo "}"
 	} >"$conf"
-	spawn xinetd -dontfork -pidfile "$T/$TLSF_ID.xinetd.pid" -f "$conf" \
-		2>"$T/$TLSF_ID.stderr"
-	TLSF_PID=$LAST_PID
-	if ! wait_listen "$TLSF_PORT" 10; then
-		diag "xinetd did not listen on $TLSF_PORT"
-		diag_file "$T/$TLSF_ID.stderr"
-		diag_file "$T/$TLSF_ID.xinetd.log"
-		return 1
-	fi
+	xinetd_start "$conf" "$TLSF_PORT"
 }
 
 # xinetd_new_id: a fresh TLSF_ID (with TLSF_LOG, an empty file, and
@@ -711,14 +704,7 @@ xinetd_tlsfilter() {
 # configuration file CONF, waiting until it listens on PORT; sets TLSF_PID
 # and TLSF_PORT. For xinetd_rc and xinetd_last_pid, CONF must log to
 # $T/$TLSF_ID.xinetd.log with PID and EXIT.
-xinetd_new_id() {
-	_launch_n=$((_launch_n + 1))
-	TLSF_ID="tf$_launch_n"
-	TLSF_LOG="$T/$TLSF_ID.log"
-	TLSF_RCDIR="$T/$TLSF_ID.rc"
-	mkdir -p "$TLSF_RCDIR"
-	: >"$TLSF_LOG"
-}
+xinetd_new_id() { _launch_new; }
 xinetd_start() {
 	TLSF_PORT=$2
 	spawn xinetd -dontfork -pidfile "$T/$TLSF_ID.xinetd.pid" -f "$1" \
