@@ -38,7 +38,7 @@ sources() {
 	case $1 in
 	options | conffile)
 		echo "$top/fuzz/fuzz-$1.c $top/fuzz/common.c $top/src/options.c" \
-			"$top/src/backend.c"
+			"$top/src/backend.c $top/src/proxy.c"
 		;;
 	allow-rule)
 		echo "$top/fuzz/fuzz-allow-rule.c $top/src/identity.c"

@@ -11,7 +11,9 @@
 #include "access.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <syslog.h>
 
@@ -51,6 +53,29 @@ bool access_available(void)
 }
 
 #ifdef HAVE_LIBWRAP
+int access_check_jail(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *tables[2] = {cfg->hosts_allow ? cfg->hosts_allow : hosts_allow_table,
+                             cfg->hosts_deny ? cfg->hosts_deny : hosts_deny_table};
+    char path[4096];
+    struct stat st;
+    size_t i;
+
+    if (!cfg->libwrap || cfg->chroot_dir == NULL)
+        return 0;
+    for (i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s%s", cfg->chroot_dir, tables[i]);
+        if (stat(path, &st) < 0) {
+            snprintf(err, errlen,
+                     "TCP wrappers read %s inside the --chroot with --accept-proxy: %s "
+                     "(copy the tables there)",
+                     tables[i], strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 bool access_allowed(const struct config *cfg, const struct peer *p, const char *service)
 {
     struct request_info req;
@@ -79,6 +104,12 @@ bool access_allowed(const struct config *cfg, const struct peer *p, const char *
     return hosts_access(&req) != 0;
 }
 #else
+int access_check_jail(const struct config *cfg, char *err, size_t errlen)
+{
+    (void)cfg, (void)err, (void)errlen;
+    return 0;
+}
+
 bool access_allowed(const struct config *cfg, const struct peer *p, const char *service)
 {
     (void)cfg, (void)p, (void)service;

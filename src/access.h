@@ -26,6 +26,14 @@ const char *access_service(const struct config *cfg, char *buf, size_t len);
  */
 bool access_allowed(const struct config *cfg, const struct peer *p, const char *service);
 
+/*
+ * With --accept-proxy the tables are read after the chroot (the address to
+ * judge comes from the header, which is read with privileges dropped): both
+ * must then exist inside the jail, or a missing hosts.deny would allow all.
+ * 0, or -1 with a message in err.
+ */
+int access_check_jail(const struct config *cfg, char *err, size_t errlen);
+
 /* Whether this build has TCP wrappers. */
 bool access_available(void);
 

@@ -204,6 +204,32 @@ fail:
     return -1;
 }
 
+int backend_send(int fd, const void *buf, size_t len, unsigned timeout_sec, char *err,
+                 size_t errlen)
+{
+    const unsigned char *p = buf;
+
+    while (len > 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        ssize_t w = write(fd, p, len);
+
+        if (w > 0) {
+            p += w;
+            len -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            snprintf(err, errlen, "sending the PROXY header: %s", strerror(errno));
+            return -1;
+        }
+        if (poll(&pfd, 1, (int)timeout_sec * 1000) == 0) {
+            snprintf(err, errlen, "sending the PROXY header: timed out");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int backend_connect(struct backend *b, unsigned timeout_sec, char *err, size_t errlen)
 {
     const struct addrinfo *ai;

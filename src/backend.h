@@ -42,6 +42,13 @@ int backend_resolve(const struct config *cfg, struct backend *b, char *err, size
  */
 int backend_connect(struct backend *b, unsigned timeout_sec, char *err, size_t errlen);
 
+/*
+ * Write all of buf to the non-blocking fd, waiting at most timeout_sec
+ * seconds at a time. 0, or -1 with a message in err.
+ */
+int backend_send(int fd, const void *buf, size_t len, unsigned timeout_sec, char *err,
+                 size_t errlen);
+
 /* For -l: b names the program in the log. Returns 0. */
 int backend_program(const struct config *cfg, struct backend *b);
 

@@ -25,6 +25,7 @@
 #include "options.h"
 #include "peer.h"
 #include "privs.h"
+#include "proxy.h"
 #include "relay.h"
 #include "tls.h"
 
@@ -45,7 +46,6 @@ static char **exec_environment(const struct peer *p, struct tls *tls)
     static char vars[14][300];
     static char *env[15];
     const struct identity *id = tls_identity(tls);
-    const char *version = tls_version(tls);
     size_t n = 0;
 
 #define ENV_ADD(...) snprintf(vars[n], sizeof vars[n], __VA_ARGS__), env[n] = vars[n], n++
@@ -63,9 +63,7 @@ static char **exec_environment(const struct peer *p, struct tls *tls)
         if (p->local_port[0])
             ENV_ADD("TCPLOCALPORT=%s", p->local_port);
     }
-    /* mod_ssl writes TLSv1.3 where GnuTLS says TLS1.3. */
-    ENV_ADD("SSL_PROTOCOL=%s%s", strncmp(version, "TLS", 3) == 0 ? "TLSv" : "",
-            strncmp(version, "TLS", 3) == 0 ? version + 3 : version);
+    ENV_ADD("SSL_PROTOCOL=%s", tls_protocol(tls));
     ENV_ADD("SSL_CIPHER=%s", tls_suite(tls));
     ENV_ADD("SSL_CLIENT_VERIFY=%s", id->verify);
     if (id->subject[0]) {
@@ -210,17 +208,75 @@ static int load_credentials(struct conn *c)
     return EX_CONFIG;
 }
 
+/* A step's status for "done, and all is well": the process exits 0. */
+#define DONE (-1)
+
+/* Who is calling: from the socket or the launcher's environment. */
+static int identify_peer(struct conn *c)
+{
+    peer_identify(&c->peer);
+    return 0;
+}
+
 /* Who is calling, and may they? A refused client gets no TLS byte. */
 static int check_access(struct conn *c)
 {
     char service[128], value[160];
 
-    peer_identify(&c->peer);
     if (access_allowed(&c->cfg, &c->peer, access_service(&c->cfg, service, sizeof service)))
         return 0;
     log_msg(LOG_WARNING, "event=refused peer=%s service=%s reason=tcp-wrappers", c->peer.text,
             log_value(service, value, sizeof value));
     return EX_NOPERM;
+}
+
+/*
+ * --accept-proxy: only a listed balancer may speak first. Nothing is read
+ * yet: the header is read once privileges are dropped.
+ */
+static int check_balancer(struct conn *c)
+{
+    char err[512], reason[600];
+    size_t i;
+
+    peer_identify(&c->peer);
+    for (i = 0; c->peer.known && i < c->cfg.n_proxy_from; i++)
+        if (proxy_net_match(c->cfg.proxy_from[i], c->peer.addr))
+            break;
+    if (!c->peer.known || i == c->cfg.n_proxy_from) {
+        log_msg(LOG_WARNING, "event=refused peer=%s reason=proxy-not-allowed", c->peer.text);
+        return EX_NOPERM;
+    }
+    if (access_check_jail(&c->cfg, err, sizeof err) < 0) {
+        log_msg(LOG_ERR, "event=config-error peer=%s reason=%s", c->peer.text,
+                log_value(err, reason, sizeof reason));
+        return EX_CONFIG;
+    }
+    return 0;
+}
+
+/*
+ * The balancer's PROXY header: from here on its source address is the
+ * client's. A balancer that closes without a byte was checking our port.
+ */
+static int read_proxy_header(struct conn *c)
+{
+    unsigned char rest[PROXY_HEADER_MAX];
+    char err[300], reason[400];
+    size_t n = 0;
+
+    switch (peer_read_proxy(&c->peer, c->cfg.timeout_handshake, rest, &n, err, sizeof err)) {
+    case 1:
+        tls_preload(c->tls, rest, n);
+        return 0;
+    case 0:
+        log_msg(LOG_INFO, "event=health-check peer=%s", c->peer.text);
+        return DONE;
+    default:
+        log_msg(LOG_WARNING, "event=refused peer=%s reason=%s", c->peer.text,
+                log_value(err, reason, sizeof reason));
+        return EX_NOPERM;
+    }
 }
 
 /* Names are resolved before the chroot, where /etc is gone. */
@@ -289,6 +345,27 @@ static int handshake(struct conn *c)
     }
 }
 
+/* --proxy-protocol: the client's address and the TLS facts, first thing. */
+static int send_proxy_header(struct conn *c, char *err, size_t errlen)
+{
+    unsigned char hdr[PROXY_HEADER_MAX];
+    struct proxy_tls facts;
+    const struct peer *p = &c->peer;
+    int n;
+
+    tls_proxy_facts(c->tls, &facts);
+    n = proxy_build(c->cfg.proxy_protocol, p->known ? p->addr : NULL, p->port,
+                    p->local_addr[0] ? p->local_addr : NULL, p->local_port, &facts, hdr,
+                    sizeof hdr);
+    if (n < 0) {
+        snprintf(err, errlen, "PROXY header too long");
+    } else if (backend_send(c->bfd, hdr, (size_t)n, c->cfg.timeout_connect, err, errlen) == 0) {
+        return c->bfd;
+    }
+    close(c->bfd);
+    return -1;
+}
+
 /* Connect to the backend, or start the program. */
 static int open_backend(struct conn *c)
 {
@@ -299,6 +376,8 @@ static int open_backend(struct conn *c)
                                sizeof err);
     else
         c->bfd = backend_connect(&c->backend, c->cfg.timeout_connect, err, sizeof err);
+    if (c->bfd >= 0 && c->cfg.proxy_protocol)
+        c->bfd = send_proxy_header(c, err, sizeof err);
     if (c->bfd >= 0)
         return 0;
     log_msg(LOG_ERR, "event=backend-failed peer=%s backend=%s reason=%s", c->peer.text,
@@ -337,7 +416,7 @@ static int relay(struct conn *c)
     log_msg(LOG_NOTICE,
             "event=close peer=%s version=%s cipher=%s sni=%s alpn=%s resumed=%s "
             "client_cert=%s%s%s%s%s backend=%s to_backend=%llu to_client=%llu duration=%.3f "
-            "client=%s backend=%s end=%s%s%s%s%s",
+            "client=%s backend=%s end=%s%s%s%s%s%s%s",
             c->peer.text, tls_version(c->tls), tls_cipher(c->tls),
             log_value(c->cfg.client_mode ? NULL : tls_server_name(c->tls), sni, sizeof sni),
             log_value(tls_alpn(c->tls), alpn, sizeof alpn), tls_resumed(c->tls) ? "yes" : "no",
@@ -350,7 +429,8 @@ static int relay(struct conn *c)
             c->program > 0 ? " program=" : "",
             c->program > 0
                 ? backend_reap(c->program, c->cfg.timeout_close, program, sizeof program)
-                : "");
+                : "",
+            c->peer.via[0] ? " via=" : "", c->peer.via);
     return status;
 }
 
@@ -364,13 +444,21 @@ static int client_handshake(struct conn *c)
 typedef int step_fn(struct conn *);
 
 /* Server mode: only a client that completed the handshake reaches the backend. */
-static step_fn *const server_steps[] = {
-    load_credentials, check_access, resolve_backend, drop_privileges,
-    handshake,        open_backend, relay,           NULL};
+static step_fn *const server_steps[] = {load_credentials, identify_peer,   check_access,
+                                        resolve_backend,  drop_privileges, handshake,
+                                        open_backend,     relay,           NULL};
+/*
+ * --accept-proxy: the balancer is checked before anything is read; the
+ * header is read with privileges dropped, and TCP wrappers judge the
+ * address it carries.
+ */
+static step_fn *const proxy_steps[] = {
+    load_credentials, check_balancer, resolve_backend, drop_privileges, read_proxy_header,
+    check_access,     handshake,      open_backend,    relay,           NULL};
 /* Client mode (-c): plaintext on fd 0/1, TLS towards the server. */
-static step_fn *const client_steps[] = {
-    load_credentials, check_access,     resolve_backend, drop_privileges,
-    open_backend,     client_handshake, relay,           NULL};
+static step_fn *const client_steps[] = {load_credentials, identify_peer,   check_access,
+                                        resolve_backend,  drop_privileges, open_backend,
+                                        client_handshake, relay,           NULL};
 
 int main(int argc, char **argv)
 {
@@ -428,11 +516,11 @@ int main(int argc, char **argv)
         log_msg(LOG_NOTICE, "event=note reason=\"%s\"", c.cfg.notes[i]);
 
     /* The life of one connection, each step logging its own failure. */
-    steps = c.cfg.client_mode ? client_steps : server_steps;
+    steps = c.cfg.client_mode ? client_steps : c.cfg.accept_proxy ? proxy_steps : server_steps;
     for (i = 0; steps[i] != NULL; i++) {
         status = steps[i](&c);
         if (status != 0)
             break;
     }
-    return status;
+    return status == DONE ? 0 : status;
 }

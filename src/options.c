@@ -11,6 +11,7 @@
 
 #include "options.h"
 #include "conffile.h"
+#include "proxy.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -64,6 +65,9 @@ const char options_usage[] =
     "                           (default daemon.notice)\n"
     "  -o, --log-file FILE      log to FILE instead of syslog\n"
     "  -f, --log-stderr         log to stderr (ignored when it is the socket)\n"
+    "      --proxy-protocol v1|v2  send a PROXY header to the backend (-r)\n"
+    "      --accept-proxy       read a PROXY header (v1 or v2) before TLS ...\n"
+    "      --proxy-from ADDR[/PREFIX]  ... from these balancers only (repeatable)\n"
     "      --timeout-handshake SECS  (default 30)\n"
     "      --timeout-connect SECS    (default 10)\n"
     "      --timeout-idle SECS       (default 1860)\n"
@@ -97,6 +101,9 @@ enum {
     OPT_TICKET_KEY,
     OPT_GENERATE_TICKET_KEY,
     OPT_SNI_STRICT,
+    OPT_PROXY_PROTOCOL,
+    OPT_ACCEPT_PROXY,
+    OPT_PROXY_FROM,
 };
 
 static const struct option long_options[] = {
@@ -135,6 +142,9 @@ static const struct option long_options[] = {
     {"timeout-connect", required_argument, NULL, OPT_TIMEOUT_CONNECT},
     {"timeout-idle", required_argument, NULL, OPT_TIMEOUT_IDLE},
     {"timeout-close", required_argument, NULL, OPT_TIMEOUT_CLOSE},
+    {"proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY},
+    {"proxy-from", required_argument, NULL, OPT_PROXY_FROM},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -362,6 +372,18 @@ static int validate(const struct config *cfg, char *errbuf, size_t errlen)
         return fail(errbuf, errlen,
                     "--alpn, --ticket-key, -t, --ocsp-response, --sni-strict and several "
                     "--cert are for server mode");
+    if (cfg->accept_proxy && cfg->n_proxy_from == 0)
+        return fail(errbuf, errlen,
+                    "--accept-proxy needs --proxy-from ADDR[/PREFIX]: the balancers whose "
+                    "headers are believed");
+    if (!cfg->accept_proxy && cfg->n_proxy_from > 0)
+        return fail(errbuf, errlen, "--proxy-from goes with --accept-proxy");
+    if (cfg->client_mode && (cfg->accept_proxy || cfg->proxy_protocol))
+        return fail(errbuf, errlen, "--accept-proxy and --proxy-protocol are for server mode");
+    if (cfg->exec_path != NULL && cfg->proxy_protocol)
+        return fail(errbuf, errlen,
+                    "--proxy-protocol is for -r: a -l program gets the client's address in "
+                    "REMOTE_HOST");
 #ifndef HAVE_LIBWRAP
     if (cfg->hosts_allow != NULL || cfg->hosts_deny != NULL)
         return fail(errbuf, errlen,
@@ -555,6 +577,31 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             break;
         case OPT_ALPN:
             cfg->alpn = optarg;
+            break;
+        case OPT_PROXY_PROTOCOL:
+            if (strcmp(optarg, "v1") == 0 || strcmp(optarg, "1") == 0) {
+                cfg->proxy_protocol = 1;
+            } else if (strcmp(optarg, "v2") == 0 || strcmp(optarg, "2") == 0) {
+                cfg->proxy_protocol = 2;
+            } else {
+                fail(errbuf, errlen, "--proxy-protocol %s: expected v1 or v2", optarg);
+                return OPTIONS_ERROR;
+            }
+            break;
+        case OPT_ACCEPT_PROXY:
+            cfg->accept_proxy = true;
+            break;
+        case OPT_PROXY_FROM:
+            if (!proxy_net_valid(optarg)) {
+                fail(errbuf, errlen, "--proxy-from %s: expected ADDR or ADDR/PREFIX", optarg);
+                return OPTIONS_ERROR;
+            }
+            if (cfg->n_proxy_from == sizeof cfg->proxy_from / sizeof cfg->proxy_from[0]) {
+                fail(errbuf, errlen, "--proxy-from: at most %zu",
+                     sizeof cfg->proxy_from / sizeof cfg->proxy_from[0]);
+                return OPTIONS_ERROR;
+            }
+            cfg->proxy_from[cfg->n_proxy_from++] = optarg;
             break;
         case OPT_OCSP:
             cfg->ocsp_file = optarg;

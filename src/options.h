@@ -75,16 +75,20 @@ struct config {
     const char *crl_file;         /* --crl-file */
     const char *allow_client[16]; /* --allow-client subject=DN | san=NAME | sha256=HEX */
     size_t n_allow_client;
-    const char *alpn;         /* --alpn: comma-separated protocol names */
-    const char *ocsp_file;    /* --ocsp-response FILE (DER or PEM) */
-    const char *ticket_key;   /* --ticket-key FILE: resumption across processes */
-    unsigned session_timeout; /* -t: ticket lifetime in seconds */
-    const char *chroot_dir;   /* --chroot */
-    const char *hosts_allow;  /* --hosts-allow: libwrap's allow table */
-    const char *hosts_deny;   /* --hosts-deny */
-    bool libwrap;             /* check TCP wrappers (default yes, when built in) */
-    const char *config_file;  /* --config or the single argument */
-    const char *notes[16];    /* accepted-but-ignored options, to be logged */
+    const char *alpn;           /* --alpn: comma-separated protocol names */
+    const char *ocsp_file;      /* --ocsp-response FILE (DER or PEM) */
+    const char *ticket_key;     /* --ticket-key FILE: resumption across processes */
+    unsigned session_timeout;   /* -t: ticket lifetime in seconds */
+    const char *chroot_dir;     /* --chroot */
+    const char *hosts_allow;    /* --hosts-allow: libwrap's allow table */
+    const char *hosts_deny;     /* --hosts-deny */
+    bool libwrap;               /* check TCP wrappers (default yes, when built in) */
+    int proxy_protocol;         /* --proxy-protocol: 0 off, 1 or 2: header to the backend */
+    bool accept_proxy;          /* --accept-proxy: a PROXY header from a balancer first */
+    const char *proxy_from[16]; /* --proxy-from ADDR[/PREFIX]: the balancers */
+    size_t n_proxy_from;
+    const char *config_file; /* --config or the single argument */
+    const char *notes[16];   /* accepted-but-ignored options, to be logged */
     size_t n_notes;
 };
 

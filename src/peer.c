@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include "peer.h"
+#include "proxy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,6 +98,19 @@ static bool from_env(char *addr, char *port, const char *addr_var, const char *p
     return true;
 }
 
+/* "1.2.3.4:5", "[::1]:5", or "unknown" when addr is NULL. */
+static void set_text(char *text, const char *addr, const char *port)
+{
+    size_t len = INET6_ADDRSTRLEN + 12;
+
+    if (addr == NULL)
+        snprintf(text, len, "unknown");
+    else if (strchr(addr, ':') != NULL)
+        snprintf(text, len, "[%s]:%s", addr, port[0] ? port : "0");
+    else
+        snprintf(text, len, "%s:%s", addr, port[0] ? port : "0");
+}
+
 void peer_identify(struct peer *p)
 {
     struct stat st;
@@ -130,12 +144,7 @@ void peer_identify(struct peer *p)
         if (!from_env(p->local_addr, p->local_port, "SOCAT_SOCKADDR", "SOCAT_SOCKPORT"))
             from_env(p->local_addr, p->local_port, "TCPLOCALIP", "TCPLOCALPORT");
     }
-    if (!p->known)
-        snprintf(p->text, sizeof p->text, "unknown");
-    else if (strchr(p->addr, ':') != NULL)
-        snprintf(p->text, sizeof p->text, "[%s]:%s", p->addr, p->port[0] ? p->port : "0");
-    else
-        snprintf(p->text, sizeof p->text, "%s:%s", p->addr, p->port[0] ? p->port : "0");
+    set_text(p->text, p->known ? p->addr : NULL, p->port);
 }
 
 static int set_nonblock(int fd)
@@ -182,4 +191,71 @@ void peer_linger(const struct peer *p, int timeout_ms)
         left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
                                   (now.tv_nsec - start.tv_nsec) / 1000000);
     }
+}
+
+int peer_read_proxy(struct peer *p, unsigned timeout_sec, unsigned char *rest, size_t *restlen,
+                    char *err, size_t errlen)
+{
+    struct proxy_header h;
+    struct timespec start, now;
+    long long left = (long long)timeout_sec * 1000;
+    size_t have = 0;
+    int n = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    /* Read what comes; the parser says when the header is complete. */
+    while (n == 0) {
+        struct pollfd pfd = {.fd = 0, .events = POLLIN};
+        ssize_t r;
+
+        if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+            snprintf(err, errlen, "proxy header: %s within %u seconds",
+                     have ? "not complete" : "none", timeout_sec);
+            return -1;
+        }
+        r = read(0, rest + have, PROXY_HEADER_MAX - have);
+        if (r == 0) {
+            if (have == 0)
+                return 0;
+            snprintf(err, errlen, "proxy header: truncated (the connection closed)");
+            return -1;
+        }
+        if (r > 0) {
+            have += (size_t)r;
+            n = proxy_parse(rest, have, &h, err, errlen);
+        } else if (errno == ECONNRESET && have == 0) {
+            return 0; /* a health check that closes with a reset */
+        } else if (errno != EAGAIN && errno != EINTR) {
+            snprintf(err, errlen, "proxy header: %s", strerror(errno));
+            return -1;
+        }
+        if (n == 0 && have == PROXY_HEADER_MAX) {
+            snprintf(err, errlen, "oversized header");
+            n = -1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = (long long)timeout_sec * 1000 -
+               ((now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000);
+    }
+    if (n < 0) {
+        char why[256];
+
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "proxy header: %s", why);
+        return -1;
+    }
+    /* What followed the header is the client's: keep it for TLS. */
+    *restlen = have - (size_t)n;
+    memmove(rest, rest + n, *restlen);
+    if (h.local)
+        return 1;
+    memcpy(p->via, p->text, sizeof p->via);
+    snprintf(p->addr, sizeof p->addr, "%s", h.src);
+    snprintf(p->port, sizeof p->port, "%s", h.src_port);
+    snprintf(p->local_addr, sizeof p->local_addr, "%s", h.dst);
+    snprintf(p->local_port, sizeof p->local_port, "%s", h.dst_port);
+    p->known = true;
+    p->source = "proxy";
+    set_text(p->text, p->addr, p->port);
+    return 1;
 }

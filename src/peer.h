@@ -23,6 +23,7 @@ struct peer {
     char text[INET6_ADDRSTRLEN + 12];  /* "1.2.3.4:5", "[::1]:5" or "unknown" */
     char local_addr[INET6_ADDRSTRLEN]; /* our end, numeric, or "" */
     char local_port[8];
+    char via[INET6_ADDRSTRLEN + 12]; /* --accept-proxy: the balancer, as text; or "" */
 };
 
 /*
@@ -45,5 +46,16 @@ int peer_prepare(const struct peer *p);
  * reach the client before the TLS alert that says why.
  */
 void peer_linger(const struct peer *p, int timeout_ms);
+
+/*
+ * --accept-proxy: read a PROXY header (v1 or v2) from fd 0 within timeout_sec
+ * seconds. Bytes read past the header are stored in rest (*restlen of them;
+ * rest holds PROXY_HEADER_MAX bytes): they belong to the TLS handshake.
+ * Returns 1 with the header's addresses made the peer's (the connection's
+ * own, in p->via), 0 when the connection closed before its first byte (a
+ * balancer's TCP health check), or -1 with a reason in err.
+ */
+int peer_read_proxy(struct peer *p, unsigned timeout_sec, unsigned char *rest, size_t *restlen,
+                    char *err, size_t errlen);
 
 #endif

@@ -13,6 +13,7 @@
 #include "tls.h"
 
 #include "identity.h"
+#include "proxy.h"
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -28,6 +29,13 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/*
+ * Reads from the peer are buffered: GnuTLS asks for a record's 5-byte header
+ * and then its body, two read()s a record on its own; one read() of up to
+ * this much serves a whole record (16 KiB + overhead) and the next header.
+ */
+#define TLS_IN_BUF (18 * 1024)
 
 struct tls {
     gnutls_session_t session;
@@ -53,6 +61,12 @@ struct tls {
     const char *pem_name[8];
     size_t n_pem;
     gnutls_datum_t key_pem; /* --key's text, with --sni-strict */
+    char sig_alg[64];       /* our certificate's, for the PROXY v2 header */
+    char key_alg[32];
+    char client_cn[128];
+    char protocol[16];       /* "TLSv1.3", as mod_ssl and OpenSSL write it */
+    size_t in_start, in_end; /* bytes read from rfd that GnuTLS has not taken yet */
+    unsigned char in[TLS_IN_BUF];
 };
 
 /*
@@ -64,13 +78,29 @@ struct tls {
 static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
     struct tls *t = p;
-    ssize_t r = read(t->rfd, buf, len);
+    ssize_t r;
 
+    if (t->in_start == t->in_end && len < sizeof t->in) {
+        r = read(t->rfd, t->in, sizeof t->in);
+        if (r > 0) {
+            t->in_start = 0;
+            t->in_end = (size_t)r;
+        }
+    } else if (t->in_start == t->in_end) {
+        r = read(t->rfd, buf, len);
+    } else {
+        r = 1;
+    }
     if (r == 0 && len > 0) {
         t->read_eof = true;
         errno = EAGAIN;
         return -1;
     }
+    if (r < 0 || t->in_start == t->in_end)
+        return r;
+    r = (ssize_t)(len < t->in_end - t->in_start ? len : t->in_end - t->in_start);
+    memcpy(buf, t->in + t->in_start, (size_t)r);
+    t->in_start += (size_t)r;
     return r;
 }
 
@@ -82,6 +112,9 @@ static ssize_t push(gnutls_transport_ptr_t p, const void *buf, size_t len)
 static int pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 {
     struct pollfd pfd = {.fd = ((struct tls *)p)->rfd, .events = POLLIN};
+
+    if (((struct tls *)p)->in_start < ((struct tls *)p)->in_end)
+        return 1;
 
     return poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
 }
@@ -699,7 +732,81 @@ int tls_close_write(struct tls *t)
 
 bool tls_pending(struct tls *t)
 {
-    return gnutls_record_check_pending(t->session) > 0;
+    return t->in_start < t->in_end || gnutls_record_check_pending(t->session) > 0;
+}
+
+void tls_preload(struct tls *t, const void *buf, size_t len)
+{
+    if (len > sizeof t->in - t->in_end)
+        len = sizeof t->in - t->in_end;
+    memcpy(t->in + t->in_end, buf, len);
+    t->in_end += len;
+}
+
+/* Our certificate's algorithms, as HAProxy names them in PP2 sub-TLVs. */
+static void own_cert_algs(struct tls *t)
+{
+    const gnutls_datum_t *der = gnutls_certificate_get_ours(t->session);
+    gnutls_x509_crt_t crt;
+    unsigned bits = 0;
+    int pk;
+
+    if (der == NULL || gnutls_x509_crt_init(&crt) < 0)
+        return;
+    if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) >= 0) {
+        const char *sig = gnutls_sign_get_name(gnutls_x509_crt_get_signature_algorithm(crt));
+
+        snprintf(t->sig_alg, sizeof t->sig_alg, "%s", sig ? sig : "");
+        pk = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
+        if (pk == GNUTLS_PK_RSA || pk == GNUTLS_PK_RSA_PSS)
+            snprintf(t->key_alg, sizeof t->key_alg, "RSA%u", bits);
+        else if (pk == GNUTLS_PK_ECDSA)
+            snprintf(t->key_alg, sizeof t->key_alg, "EC%u", bits);
+        else if (pk == GNUTLS_PK_EDDSA_ED25519)
+            snprintf(t->key_alg, sizeof t->key_alg, "ED25519");
+        else if (pk == GNUTLS_PK_EDDSA_ED448)
+            snprintf(t->key_alg, sizeof t->key_alg, "ED448");
+        else
+            snprintf(t->key_alg, sizeof t->key_alg, "%s", gnutls_pk_get_name(pk));
+    }
+    gnutls_x509_crt_deinit(crt);
+}
+
+/* The client certificate's CN, when it sent one. */
+static void client_cn(struct tls *t)
+{
+    unsigned n = 0;
+    const gnutls_datum_t *peers = gnutls_certificate_get_peers(t->session, &n);
+    gnutls_x509_crt_t crt;
+    size_t len = sizeof t->client_cn;
+
+    t->client_cn[0] = '\0';
+    if (peers == NULL || n == 0 || gnutls_x509_crt_init(&crt) < 0)
+        return;
+    if (gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) < 0 ||
+        gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, t->client_cn,
+                                      &len) < 0)
+        t->client_cn[0] = '\0';
+    gnutls_x509_crt_deinit(crt);
+}
+
+void tls_proxy_facts(struct tls *t, struct proxy_tls *f)
+{
+    unsigned n = 0;
+    bool has_cert = gnutls_certificate_get_peers(t->session, &n) != NULL && n > 0;
+
+    own_cert_algs(t);
+    client_cn(t);
+    f->version = tls_protocol(t);
+    f->cipher = tls_suite(t);
+    f->sig_alg = t->sig_alg;
+    f->key_alg = t->key_alg;
+    f->cn = t->client_cn;
+    f->sni = tls_server_name(t);
+    f->alpn = tls_alpn(t);
+    f->cert_sess = has_cert;
+    f->cert_conn = has_cert && !tls_resumed(t);
+    f->verified = has_cert && strcmp(t->id.verify, "SUCCESS") == 0;
 }
 
 bool tls_wants_write(struct tls *t)
@@ -717,6 +824,16 @@ const char *tls_version(struct tls *t)
     const char *s = gnutls_protocol_get_name(gnutls_protocol_get_version(t->session));
 
     return s ? s : "-";
+}
+
+const char *tls_protocol(struct tls *t)
+{
+    const char *v = tls_version(t);
+
+    /* GnuTLS writes TLS1.3 where mod_ssl and OpenSSL write TLSv1.3. */
+    snprintf(t->protocol, sizeof t->protocol, "%s%s", strncmp(v, "TLS", 3) == 0 ? "TLSv" : "",
+             strncmp(v, "TLS", 3) == 0 ? v + 3 : v);
+    return t->protocol;
 }
 
 const char *tls_cipher(struct tls *t)

@@ -83,6 +83,17 @@ int tls_close_write(struct tls *t);
 /* True when decrypted bytes wait inside GnuTLS, where poll() cannot see them. */
 bool tls_pending(struct tls *t);
 
+/*
+ * Bytes already read from the peer that belong to the TLS stream (what
+ * followed a PROXY header in the same read): GnuTLS is given them first.
+ */
+void tls_preload(struct tls *t, const void *buf, size_t len);
+
+struct proxy_tls;
+/* The facts a PROXY v2 header carries, valid after the handshake; the
+ * strings live as long as t. */
+void tls_proxy_facts(struct tls *t, struct proxy_tls *f);
+
 /* After TLS_IO_AGAIN: true when GnuTLS waits to write (poll fd 1 for POLLOUT). */
 bool tls_wants_write(struct tls *t);
 
@@ -92,6 +103,8 @@ const char *tls_error(const struct tls *t);
 /* Facts for the log line, valid after the handshake. */
 const char *tls_version(struct tls *t);
 const char *tls_cipher(struct tls *t);
+/* The version as mod_ssl and OpenSSL write it: TLSv1.3. */
+const char *tls_protocol(struct tls *t);
 /* The cipher suite's IANA name (TLS_AES_256_GCM_SHA384), as SSL_CIPHER gives it. */
 const char *tls_suite(struct tls *t);
 /* The SNI name the client sent, or NULL. */
