@@ -22,6 +22,13 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
         closer  closes each connection at once (logs "closing")
         noread  never reads; holds the connection --delay s ("holding")
         slow    reads --chunk bytes every --interval s to EOF, logs "hash"
+        proxyecho  reads a PROXY protocol v1 or v2 header (parsed here from
+                the specification, TLVs and PP2_TYPE_SSL sub-TLVs included),
+                logs "proxy {JSON}" (one line, flat keys: see parse_proxy),
+                sends "PROXYINFO {JSON}\n" to the client, then echoes what
+                follows the header; on EOF logs "echo n=N sha256=" of the
+                bytes after the header. A bad header: "proxy-error why=...",
+                then close.
   helper.py client --connect SPEC [options]
       TLS client built on ssl.MemoryBIO, so that the test controls every
       step: close_notify without TCP FIN, TCP FIN without close_notify, RST,
@@ -35,6 +42,17 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
       byte every S s; --end garbage --garbage FILE: raw bytes on the socket
       after the TLS data; --drain S: afterwards, wait up to S s for the
       TCP EOF. Times (epoch seconds): at_close_notify, at_eof (FIN or RST).
+  helper.py ppclient --proxy-file FILE [client options]
+      The TLS client above, which first sends the raw bytes of FILE (a PROXY
+      header) on the connection: by default in the same send() as the
+      ClientHello; --proxy-separate: alone, 0.2 s before it;
+      --proxy-trickle S: one byte every S s; --plain: no TLS after it.
+  helper.py pphdr v1 FAMILY SRC DST SPORT DPORT OUT
+  helper.py pphdr v2 [--cmd local|proxy] [--fam inet|inet6|unspec|unix]
+              [--src A --dst A --sport N --dport N] [--tlv TYPE:HEX]...
+              [--version N] [--length N] OUT
+      Writes a PROXY header (v2: --version/--length override the fields,
+      for malformed ones).
   helper.py craft sslv2|sslv3 OUT   an SSLv2-format / SSLv3-only ClientHello
   helper.py gen SIZE SEED OUT     deterministic pseudo-random file
   helper.py records FILE [--only TYPE]...
@@ -340,10 +358,247 @@ def h_slow(conn, a, log):
     log("hash n=%d sha256=%s" % (n, h.hexdigest()))
 
 
+# ------------------------------------------------------ PROXY protocol
+#
+# From HAProxy's doc/proxy-protocol.txt (the specification), written here
+# independently of tlsfilter's parser.
+
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+PP2_TYPES = {0x01: "alpn", 0x02: "authority", 0x03: "crc32c", 0x04: "noop",
+             0x05: "unique_id", 0x20: "ssl", 0x30: "netns"}
+PP2_SSL_SUBTYPES = {0x21: "ssl_version", 0x22: "ssl_cn", 0x23: "ssl_cipher",
+                    0x24: "ssl_sig_alg", 0x25: "ssl_key_alg"}
+
+
+class ProxyError(Exception):
+    pass
+
+
+def _recv_exact(conn, buf, n):
+    """Return buf grown to at least n bytes (or raise at EOF)."""
+    while len(buf) < n:
+        d = conn.recv(n - len(buf))
+        if not d:
+            raise ProxyError("eof after %d bytes" % len(buf))
+        buf += d
+    return buf
+
+
+def _text(b):
+    return b.decode("latin-1")
+
+
+def parse_proxy(conn):
+    """Read one PROXY header from conn, never a byte beyond it.
+
+    Returns a flat dict: version (1|2), command (PROXY|LOCAL), family
+    (v1: TCP4|TCP6|UNKNOWN; v2: AF_INET|AF_INET6|AF_UNIX|AF_UNSPEC),
+    transport (v2: STREAM|DGRAM|UNSPEC), src, dst, sport, dport, length
+    (the header's size in bytes), v1: line; v2: tlv_types ("1,2,32"), one
+    key per TLV (alpn, authority, ... as text; unknown ones as tlv_0xNN
+    in hex) and for PP2_TYPE_SSL: ssl_client (the byte), ssl_client_ssl,
+    ssl_cert_conn, ssl_cert_sess (booleans), ssl_verify (uint32),
+    ssl_sub_types, and ssl_version, ssl_cn, ssl_cipher, ssl_sig_alg,
+    ssl_key_alg."""
+    buf = _recv_exact(conn, b"", 6)
+    if buf == b"PROXY ":
+        # v1: one line, at most 107 bytes with the CRLF; byte by byte so
+        # that nothing after it is consumed
+        while not buf.endswith(b"\r\n"):
+            if len(buf) >= 107:
+                raise ProxyError("v1: no CRLF within 107 bytes")
+            buf = _recv_exact(conn, buf, len(buf) + 1)
+        line = _text(buf[:-2])
+        parts = line.split(" ")
+        info = {"version": 1, "command": "PROXY", "line": line,
+                "length": len(buf)}
+        if len(parts) >= 2 and parts[1] == "UNKNOWN":
+            info["family"] = "UNKNOWN"
+            return info
+        if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
+            raise ProxyError("v1: bad line %r" % line)
+        fam = socket.AF_INET if parts[1] == "TCP4" else socket.AF_INET6
+        for a in parts[2:4]:
+            try:
+                socket.inet_pton(fam, a)
+            except OSError:
+                raise ProxyError("v1: bad %s address %r" % (parts[1], a))
+        for p in parts[4:6]:
+            if not p.isdigit() or (p != "0" and p.startswith("0")) or \
+                    int(p) > 65535:
+                raise ProxyError("v1: bad port %r" % p)
+        info.update(family=parts[1], src=parts[2], dst=parts[3],
+                    sport=int(parts[4]), dport=int(parts[5]))
+        return info
+    buf = _recv_exact(conn, buf, 16)
+    if buf[:12] != PP2_SIG:
+        raise ProxyError("no PROXY signature: %r" % buf[:16])
+    ver, cmd = buf[12] >> 4, buf[12] & 0x0F
+    if ver != 2:
+        raise ProxyError("v2: version %d" % ver)
+    if cmd not in (0, 1):
+        raise ProxyError("v2: command %d" % cmd)
+    fam, proto = buf[13] >> 4, buf[13] & 0x0F
+    n = struct.unpack(">H", buf[14:16])[0]
+    buf = _recv_exact(conn, buf, 16 + n)
+    body = buf[16:16 + n]
+    info = {"version": 2, "command": "LOCAL" if cmd == 0 else "PROXY",
+            "family": {0: "AF_UNSPEC", 1: "AF_INET", 2: "AF_INET6",
+                       3: "AF_UNIX"}.get(fam, "0x%x" % fam),
+            "transport": {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}.get(
+                proto, "0x%x" % proto),
+            "length": 16 + n}
+    if fam == 1:
+        alen = 12
+        if n < alen:
+            raise ProxyError("v2: AF_INET block of %d bytes" % n)
+        info.update(src=socket.inet_ntop(socket.AF_INET, body[0:4]),
+                    dst=socket.inet_ntop(socket.AF_INET, body[4:8]),
+                    sport=struct.unpack(">H", body[8:10])[0],
+                    dport=struct.unpack(">H", body[10:12])[0])
+    elif fam == 2:
+        alen = 36
+        if n < alen:
+            raise ProxyError("v2: AF_INET6 block of %d bytes" % n)
+        info.update(src=socket.inet_ntop(socket.AF_INET6, body[0:16]),
+                    dst=socket.inet_ntop(socket.AF_INET6, body[16:32]),
+                    sport=struct.unpack(">H", body[32:34])[0],
+                    dport=struct.unpack(">H", body[34:36])[0])
+    elif fam == 3:
+        alen = 216
+        if n < alen:
+            raise ProxyError("v2: AF_UNIX block of %d bytes" % n)
+        info.update(src=_text(body[0:108].split(b"\0")[0]),
+                    dst=_text(body[108:216].split(b"\0")[0]))
+    elif fam == 0:
+        alen = 0
+    else:
+        raise ProxyError("v2: family %d" % fam)
+    tlvs = body[alen:]
+    types = []
+    pos = 0
+    while pos < len(tlvs):
+        if pos + 3 > len(tlvs):
+            raise ProxyError("v2: TLV header cut at %d" % pos)
+        t = tlvs[pos]
+        ln = struct.unpack(">H", tlvs[pos + 1:pos + 3])[0]
+        v = tlvs[pos + 3:pos + 3 + ln]
+        if len(v) != ln:
+            raise ProxyError("v2: TLV 0x%02x of %d bytes, %d left" %
+                             (t, ln, len(v)))
+        pos += 3 + ln
+        types.append(t)
+        name = PP2_TYPES.get(t)
+        if t == 0x20:
+            parse_pp2_ssl(v, info)
+        elif name in ("alpn", "authority", "unique_id", "netns"):
+            info[name] = _text(v)
+        elif name:
+            info[name] = v.hex()
+        else:
+            info["tlv_0x%02x" % t] = v.hex()
+    info["tlv_types"] = ",".join(str(t) for t in types)
+    return info
+
+
+def parse_pp2_ssl(v, info):
+    """PP2_TYPE_SSL: uint8 client, uint32 verify, then sub-TLVs."""
+    if len(v) < 5:
+        raise ProxyError("v2: PP2_TYPE_SSL of %d bytes" % len(v))
+    client = v[0]
+    info.update(ssl_client=client, ssl_client_ssl=bool(client & 0x01),
+                ssl_cert_conn=bool(client & 0x02),
+                ssl_cert_sess=bool(client & 0x04),
+                ssl_verify=struct.unpack(">I", v[1:5])[0])
+    sub = v[5:]
+    pos = 0
+    types = []
+    while pos < len(sub):
+        if pos + 3 > len(sub):
+            raise ProxyError("v2: SSL sub-TLV header cut")
+        t = sub[pos]
+        ln = struct.unpack(">H", sub[pos + 1:pos + 3])[0]
+        val = sub[pos + 3:pos + 3 + ln]
+        if len(val) != ln:
+            raise ProxyError("v2: SSL sub-TLV 0x%02x cut" % t)
+        pos += 3 + ln
+        types.append(t)
+        info[PP2_SSL_SUBTYPES.get(t, "ssl_0x%02x" % t)] = _text(val)
+    info["ssl_sub_types"] = ",".join(str(t) for t in types)
+
+
+def h_proxyecho(conn, a, log):
+    """PROXY header, reported as JSON to the log and the client; echo."""
+    try:
+        info = parse_proxy(conn)
+    except ProxyError as e:
+        log("proxy-error why=%s" % json.dumps(str(e)))
+        return
+    j = json.dumps(info, sort_keys=True, separators=(",", ":"))
+    log("proxy " + j)
+    conn.sendall(b"PROXYINFO " + j.encode() + b"\n")
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        try:
+            d = conn.recv(65536)
+        except ConnectionError:
+            break
+        if not d:
+            break
+        h.update(d)
+        conn.sendall(d)
+        n += len(d)
+    log("echo n=%d sha256=%s" % (n, h.hexdigest()))
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(10)
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def pphdr(a):
+    """Write a PROXY header (v1 text, or v2 binary) to a.out."""
+    out_path = a.args[-1]
+    if a.kind == "v1":
+        fam, src, dst, sport, dport = a.args[:-1]
+        out = ("PROXY %s %s %s %s %s\r\n" % (fam, src, dst, sport, dport)).encode()
+    else:
+        famcode = {"unspec": 0, "inet": 1, "inet6": 2, "unix": 3}[a.fam]
+        cmd = {"local": 0, "proxy": 1}[a.ppcmd]
+        if famcode == 1:
+            addr = socket.inet_pton(socket.AF_INET, a.src) + \
+                socket.inet_pton(socket.AF_INET, a.dst) + \
+                struct.pack(">HH", a.sport, a.dport)
+        elif famcode == 2:
+            addr = socket.inet_pton(socket.AF_INET6, a.src) + \
+                socket.inet_pton(socket.AF_INET6, a.dst) + \
+                struct.pack(">HH", a.sport, a.dport)
+        elif famcode == 3:
+            addr = a.src.encode().ljust(108, b"\0") + \
+                a.dst.encode().ljust(108, b"\0")
+        else:
+            addr = b""
+        tlvs = b""
+        for t in a.tlv:
+            typ, _, hexval = t.partition(":")
+            v = bytes.fromhex(hexval)
+            tlvs += struct.pack(">BH", int(typ, 0), len(v)) + v
+        body = addr + tlvs
+        n = len(body) if a.length is None else a.length
+        out = PP2_SIG + bytes([(a.version << 4) | cmd,
+                               (famcode << 4) | (1 if famcode else 0)]) + \
+            struct.pack(">H", n) + body
+    with open(out_path, "wb") as f:
+        f.write(out)
+
+
 HANDLERS = {"closer": h_closer, "noread": h_noread, "slow": h_slow,
             "echo": h_echo, "hash": h_hash, "late": h_late, "bulk": h_bulk,
             "banner": h_banner, "source": h_source, "pop3": h_pop3,
-            "imap": h_imap, "smtp": h_smtp}
+            "imap": h_imap, "smtp": h_smtp, "proxyecho": h_proxyecho}
 
 
 def serve(a):
@@ -682,6 +937,61 @@ def client(a):
     sys.stdout.write("\n")
 
 
+class _PendingSock:
+    """A socket whose first send carries some bytes queued before it."""
+
+    def __init__(self, sock, pending):
+        self._s = sock
+        self._pending = pending
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def sendall(self, d):
+        if self._pending:
+            d, self._pending = self._pending + bytes(d), b""
+        return self._s.sendall(d)
+
+    def send(self, d):
+        if self._pending:
+            self._s.sendall(self._pending)
+            self._pending = b""
+        return self._s.send(d)
+
+
+class PPClient(Client):
+    """Client that sends a PROXY header first (see ppclient above)."""
+
+    def connect(self):
+        super().connect()
+        hdr = read_file(self.a.proxy_file)
+        if self.a.proxy_trickle:
+            for i in range(len(hdr)):
+                self.sock.sendall(hdr[i:i + 1])
+                time.sleep(self.a.proxy_trickle)
+            self.status["proxy_sent"] = len(hdr)
+        elif self.a.proxy_separate or self.a.plain:
+            self.sock.sendall(hdr)
+            self.status["proxy_sent"] = len(hdr)
+            if not self.a.plain:
+                time.sleep(0.2)
+        else:
+            self.sock = _PendingSock(self.sock, hdr)
+            self.status["proxy_sent"] = len(hdr)
+            self.status["proxy_with_hello"] = True
+
+
+def ppclient(a):
+    c = PPClient(a)
+    c.run()
+    if c.raw:
+        c.raw.close()
+    if c.out:
+        c.out.close()
+    json.dump(c.status, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+
+
 def gen(a):
     r = random.Random(a.seed)
     left = a.size
@@ -742,21 +1052,8 @@ def records(a):
     return 0
 
 
-def main():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve")
-    s.add_argument("mode", choices=sorted(HANDLERS))
-    s.add_argument("--listen", required=True)
-    s.add_argument("--ready", required=True)
-    s.add_argument("--log", required=True)
-    s.add_argument("--delay", type=float, default=1.0)
-    s.add_argument("--send-file")
-    s.add_argument("--expect", type=int)
-    s.add_argument("--limit", type=int, default=256 << 20)
-    s.add_argument("--chunk", type=int, default=4096)
-    s.add_argument("--interval", type=float, default=0.01)
-    c = sub.add_parser("client")
+def client_args(c):
+    """The options of client and ppclient."""
     c.add_argument("--connect", required=True)
     c.add_argument("--cafile")
     c.add_argument("--servername", default="localhost")
@@ -791,9 +1088,47 @@ def main():
     c.add_argument("--garbage",
                    help="--end garbage: raw bytes written on the socket "
                    "after the application data")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("mode", choices=sorted(HANDLERS))
+    s.add_argument("--listen", required=True)
+    s.add_argument("--ready", required=True)
+    s.add_argument("--log", required=True)
+    s.add_argument("--delay", type=float, default=1.0)
+    s.add_argument("--send-file")
+    s.add_argument("--expect", type=int)
+    s.add_argument("--limit", type=int, default=256 << 20)
+    s.add_argument("--chunk", type=int, default=4096)
+    s.add_argument("--interval", type=float, default=0.01)
+    c = sub.add_parser("client")
+    pc = sub.add_parser("ppclient")
+    pc.add_argument("--proxy-file", required=True)
+    pc.add_argument("--proxy-separate", action="store_true")
+    pc.add_argument("--proxy-trickle", type=float)
+    client_args(c)
+    client_args(pc)
     r = sub.add_parser("records")
     r.add_argument("file")
     r.add_argument("--only", type=int, action="append")
+    h = sub.add_parser("pphdr")
+    h.add_argument("kind", choices=["v1", "v2"])
+    h.add_argument("args", nargs="+",
+                   help="v1: FAMILY SRC DST SPORT DPORT OUT; v2: OUT")
+    h.add_argument("--cmd", dest="ppcmd", choices=["local", "proxy"],
+                   default="proxy")
+    h.add_argument("--fam", choices=["unspec", "inet", "inet6", "unix"],
+                   default="inet")
+    h.add_argument("--src", default="192.0.2.1")
+    h.add_argument("--dst", default="127.0.0.1")
+    h.add_argument("--sport", type=int, default=40000)
+    h.add_argument("--dport", type=int, default=993)
+    h.add_argument("--tlv", action="append", default=[])
+    h.add_argument("--version", type=int, default=2)
+    h.add_argument("--length", type=int)
     k = sub.add_parser("craft")
     k.add_argument("kind", choices=["sslv2", "sslv3"])
     k.add_argument("out")
@@ -803,7 +1138,8 @@ def main():
     g.add_argument("out")
     a = p.parse_args()
     sys.exit({"serve": serve, "client": client, "gen": gen,
-              "records": records, "craft": craft}[a.cmd](a))
+              "records": records, "craft": craft, "ppclient": ppclient,
+              "pphdr": pphdr}[a.cmd](a))
 
 
 if __name__ == "__main__":
