@@ -14,13 +14,16 @@
 #           cppcheck (static-analysis.test; its -fanalyzer half uses gcc)
 #           clang libclang-rt-14-dev (libFuzzer and the sanitizers, for
 #           fuzz/fuzz.sh and fuzz.test)
+#           haproxy (a real load balancer sending PROXY v1/v2 in front of
+#           tlsfilter, proxy-haproxy.test), postfix (a private instance
+#           reading PROXY v1, proxy-mail.test), swaks (its SMTP client)
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
 libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
 util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
-cppcheck clang libclang-rt-14-dev"
+cppcheck clang libclang-rt-14-dev haproxy postfix swaks"
 
 missing=
 for p in $PKGS; do
@@ -39,9 +42,31 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# postfix asks its debconf question (general type of mail configuration)
+# even when noninteractive unless the answer is given: "No configuration"
+# installs it without a main.cf of the site's and without starting it.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
 # xinetd's package starts the system daemon; the tests run their own instance
 # and need nothing from it. The same goes for dovecot-imapd: exec.test runs
 # only its imap binary, with a private configuration.
+# The same for haproxy and postfix: proxy-haproxy.test and proxy-mail.test
+# run private instances on free high loopback ports, each with its own
+# configuration (postfix: own config and queue directories). The system's
+# own services are of no use to the tests and would hold ports 25, 143,
+# 993...: stop and disable them where the packages started them.
+for svc in haproxy postfix dovecot xinetd; do
+	pkg=$svc
+	[ "$svc" = dovecot ] && pkg=dovecot-imapd
+	case "$missing " in
+	*" $pkg "*) ;;
+	*) continue ;; # not installed by this run: the site's own service
+	esac
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		systemctl disable --now "$svc" >/dev/null 2>&1 || true
+	elif [ -x "/etc/init.d/$svc" ]; then
+		"/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+	fi
+done
