@@ -2,7 +2,7 @@
 # fuzz.sh — build tlsfilter's libFuzzer harnesses and run each for a while.
 #
 # Usage: fuzz/fuzz.sh [TARGET...]   (default: every target below)
-#   targets: options conffile allow-rule
+#   targets: options conffile allow-rule proxy
 # Environment:
 #   BUILD_DIR     where config.h is (default: the top source directory)
 #   FUZZ_SECONDS  how long each target runs (default 30)
@@ -28,7 +28,7 @@ BUILD_DIR=${BUILD_DIR:-$top}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
 CC=${CC:-clang}
-ALL_TARGETS="options conffile allow-rule"
+ALL_TARGETS="options conffile allow-rule proxy"
 
 # sources TARGET: the harness and the src/ files it needs (common.c compiles
 # src/conffile.c in, with a way to free its pool, and stands in for
@@ -42,6 +42,9 @@ sources() {
 		;;
 	allow-rule)
 		echo "$top/fuzz/fuzz-allow-rule.c $top/src/identity.c"
+		;;
+	proxy)
+		echo "$top/fuzz/fuzz-proxy.c $top/src/proxy.c"
 		;;
 	*) return 1 ;;
 	esac

@@ -23,6 +23,28 @@
 /* libwrap's own messages (bad rules) go to syslog at these levels. */
 int allow_severity = LOG_INFO;
 int deny_severity = LOG_WARNING;
+
+#ifdef LIBWRAP_STATIC
+#include <unistd.h>
+int yp_get_default_domain(char **out);
+
+/*
+ * libwrap.a calls this, from libnsl, for the NIS domain of @netgroup rules;
+ * it is what libnsl's does: the host's domain name, or YPERR_NODOM (12).
+ * Linking libnsl for it would load libtirpc and Kerberos at every
+ * connection.
+ */
+int yp_get_default_domain(char **out)
+{
+    static char domain[256];
+
+    if (getdomainname(domain, sizeof domain - 1) < 0 || domain[0] == '\0' ||
+        strcmp(domain, "(none)") == 0)
+        return 12;
+    *out = domain;
+    return 0;
+}
+#endif
 #endif
 
 const char *access_service(const struct config *cfg, char *buf, size_t len)

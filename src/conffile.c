@@ -607,6 +607,11 @@ static int on_log(struct parser *p, const char *key, const char *value)
 
 static int on_protocol(struct parser *p, const char *key, const char *value)
 {
+    /* stunnel's "protocol = proxy": a PROXY v1 header to the backend. */
+    if (strcasecmp(value, "proxy") == 0) {
+        p->cfg.proxy_protocol = 1;
+        return 0;
+    }
     return fail(p, "%s = %s is not supported: tlsfilter does implicit TLS only", key, value);
 }
 

@@ -240,6 +240,11 @@ static int check_balancer(struct conn *c)
     size_t i;
 
     peer_identify(&c->peer);
+    if (c->peer.gone && !c->peer.known) {
+        /* Reset before we could even ask who it was: a balancer's check. */
+        log_msg(LOG_INFO, "event=health-check peer=unknown reason=\"reset before the start\"");
+        return DONE;
+    }
     for (i = 0; c->peer.known && i < c->cfg.n_proxy_from; i++)
         if (proxy_net_match(c->cfg.proxy_from[i], c->peer.addr))
             break;

@@ -125,7 +125,10 @@ void peer_identify(struct peer *p)
         else if (S_ISSOCK(st.st_mode) && getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
             p->kind = PEER_UNIX; /* until getpeername says inet */
     }
-    if (p->kind == PEER_UNIX && from_socket(p->addr, p->port, true)) {
+    if (p->kind == PEER_UNIX && from_socket(p->addr, p->port, true) == false &&
+        errno == ENOTCONN)
+        p->gone = true; /* a TCP client already reset: getpeername has nothing */
+    if (p->kind == PEER_UNIX && !p->gone && from_socket(p->addr, p->port, true)) {
         p->kind = PEER_TCP;
         p->known = true;
         p->source = "socket";
@@ -193,6 +196,21 @@ void peer_linger(const struct peer *p, int timeout_ms)
     }
 }
 
+/*
+ * After a header from the balancer about itself: does it close
+ * or reset before a byte of TLS? Then it was a health check. Waits at most
+ * ms milliseconds; the byte that comes is left in the socket.
+ */
+static bool closes_unused(long long ms)
+{
+    struct pollfd pfd = {.fd = 0, .events = POLLIN};
+    char b;
+
+    if (ms <= 0 || poll(&pfd, 1, (int)ms) <= 0)
+        return false;
+    return recv(0, &b, 1, MSG_PEEK) == 0 || errno == ECONNRESET;
+}
+
 int peer_read_proxy(struct peer *p, unsigned timeout_sec, unsigned char *rest, size_t *restlen,
                     char *err, size_t errlen)
 {
@@ -247,6 +265,10 @@ int peer_read_proxy(struct peer *p, unsigned timeout_sec, unsigned char *rest, s
     /* What followed the header is the client's: keep it for TLS. */
     *restlen = have - (size_t)n;
     memmove(rest, rest + n, *restlen);
+    /* A balancer speaking for itself (LOCAL, or a v1 header with its own
+     * address, as HAProxy's checks send them) that then closes: a check. */
+    if ((h.local || strcmp(h.src, p->addr) == 0) && *restlen == 0 && closes_unused(left))
+        return 0;
     if (h.local)
         return 1;
     memcpy(p->via, p->text, sizeof p->via);

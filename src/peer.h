@@ -17,6 +17,7 @@ enum peer_kind {
 struct peer {
     enum peer_kind kind;
     bool known;                        /* addr/port hold a numeric address */
+    bool gone;                         /* a TCP socket whose client has reset already */
     const char *source;                /* "socket", or the environment variable */
     char addr[INET6_ADDRSTRLEN];       /* numeric, IPv4-mapped addresses unmapped */
     char port[8];                      /* numeric, or "" when the launcher gave none */
@@ -52,8 +53,10 @@ void peer_linger(const struct peer *p, int timeout_ms);
  * seconds. Bytes read past the header are stored in rest (*restlen of them;
  * rest holds PROXY_HEADER_MAX bytes): they belong to the TLS handshake.
  * Returns 1 with the header's addresses made the peer's (the connection's
- * own, in p->via), 0 when the connection closed before its first byte (a
- * balancer's TCP health check), or -1 with a reason in err.
+ * own, in p->via), 0 when the connection closed or was reset before its
+ * first byte, or right after a header about the balancer itself (LOCAL, or
+ * its own address: a balancer's health check), or
+ * -1 with a reason in err.
  */
 int peer_read_proxy(struct peer *p, unsigned timeout_sec, unsigned char *rest, size_t *restlen,
                     char *err, size_t errlen);

@@ -478,6 +478,10 @@ static void test_values(void)
                strcmp(where(err), ":1: protocol = smtp is not supported: tlsfilter does "
                                   "implicit TLS only") == 0,
            "protocol = smtp refused: %s", where(err));
+    TAP_OK(LOAD("protocol = proxy\n") == 0 && cfg.proxy_protocol == 1,
+           "protocol = proxy maps to --proxy-protocol v1");
+    TAP_OK(LOAD("protocol = socks\n") == -1 && cfg.proxy_protocol == 0,
+           "protocol = socks refused, no PROXY header");
     TAP_OK(LOAD("transparent = source\n") == -1 &&
                says(err, ":1: transparent makes no sense here"),
            "transparent refused");
