@@ -10,6 +10,7 @@
 # test run by hand from the build directory: `bash ../main/tests/cli.test`):
 #   TLSFILTER  the binary under test
 #   builddir   the top build directory (the certificate cache is keyed on it)
+#   TLSFILTER_WRAPPER  replaces TLSFILTER (see below)
 #   TLSF_KEEP=1  keep the scratch directory for post-mortem reading
 
 set -u
@@ -17,6 +18,9 @@ set -u
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${builddir:=$PWD}"
 : "${TLSFILTER:=$builddir/src/tlsfilter}"
+# TLSFILTER_WRAPPER=PROGRAM (scripts/sanitize.sh: valgrind): the tests run
+# PROGRAM wherever they would run tlsfilter; it must exec the real binary.
+[ -n "${TLSFILTER_WRAPPER:-}" ] && TLSFILTER=$TLSFILTER_WRAPPER
 HELPER="$TESTS_DIR/helper.py"
 PYTHON=${PYTHON:-python3}
 # A version manager's shim (pyenv) costs most of a second per start: ask the

@@ -1,0 +1,207 @@
+#!/bin/bash
+# sanitize.sh — the test suite under AddressSanitizer + UBSan, and under
+# valgrind memcheck (issue 7). Each pass ends with one "PASS: ..." or
+# "FAIL: ..." line; the script exits non-zero when either failed.
+#
+#   bash scripts/sanitize.sh [asan|valgrind|all]      (default: all)
+#
+# Both passes build in a scratch copy of the source tree (git ls-files: the
+# checkout may be configured in-tree, which makes VPATH builds impossible),
+# under $SANITIZE_DIR (default: a mktemp -d directory, removed at the end
+# unless SANITIZE_KEEP=1).
+#
+# asan: ./configure --enable-sanitizers (CC=${CC:-gcc}), make check with
+#   ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=DIR/asan
+#   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=DIR/ubsan
+#   Reports go to files, not to fd 2: tlsfilter points fd 2 at /dev/null
+#   (under xinetd fd 2 is the client's socket), so a report on stderr would
+#   be lost. The pass fails if a test fails OR any report file exists. DIR
+#   is world-writable (tlsfilter drops to nobody in some tests). A process
+#   that chroots cannot reach DIR; its report is lost, but halt_on_error
+#   still kills it and its test fails on the exit status.
+#   Leaks are left to the valgrind pass (detect_leaks=0): LeakSanitizer
+#   stops the process with ptrace and reads /proc/self/maps at exit, which
+#   fails in a process that is non-dumpable (tlsfilter always is, it holds
+#   the private key), has changed its uid, or has chrooted (privs.test,
+#   conffile.test): it would report its own failure, not a leak.
+# valgrind: a plain build (-O1 -g), every tlsfilter the tests start run as
+#   valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
+#     --errors-for-leak-kinds=definite --child-silent-after-fork=yes
+#     --log-file=DIR/vg.%p
+#   through tests/lib.sh's TLSFILTER_WRAPPER (a script that execs valgrind
+#   on the real binary). The pass fails if a test fails or a log says
+#   anything but "ERROR SUMMARY: 0 errors". A subset of the tests: those that find
+#   tlsfilter's process by its name (hostile, backends, flood: /proc/PID/comm
+#   is valgrind's there), that run ldd on it (wrappers) or compare its path
+#   (conffile, service-files), that analyse or fuzz the source rather than
+#   run it (static-analysis, fuzz), and testssl (a 90 s scan; run by the
+#   asan pass) are left out; the rest run the program through every
+#   launcher, both TLS versions, every failure path of the backends and the
+#   drop of privileges (privs) under memcheck.
+set -u
+mode=${1:-all}
+case $mode in
+asan | valgrind | all) ;;
+*)
+	echo "usage: $0 [asan|valgrind|all]" >&2
+	exit 64
+	;;
+esac
+top=$(cd "$(dirname "$0")/.." && pwd)
+jobs=${MAKE_JOBS:-2}
+work=${SANITIZE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/tlsf-sanitize.XXXXXX")}
+mkdir -p "$work"
+[ "${SANITIZE_KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
+rc=0
+
+# copy_tree DEST: the checkout's files (tracked and new, not ignored) under DEST.
+copy_tree() {
+	mkdir -p "$1" &&
+		(cd "$top" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) |
+		tar -xf - -C "$1" && (cd "$1" && ./autogen.sh >/dev/null 2>&1)
+}
+
+# build DIR CONFIGURE-ARGS...: configure and build a copy in DIR.
+build() {
+	local d=$1
+	shift
+	copy_tree "$d" || return 1
+	(cd "$d" && ./configure -q "$@" >configure.out 2>&1 && make -j"$jobs" >make.out 2>&1 &&
+		make -j"$jobs" check TESTS= >>make.out 2>&1) || {
+		tail -n 30 "$d/configure.out" "$d/make.out" 2>/dev/null
+		return 1
+	}
+}
+
+# tests_of DIR: the TESTS list of the build in DIR.
+tests_of() {
+	make -s -C "$1" -f Makefile -f - print-tests <<<'print-tests: ; @echo $(TESTS)' 2>/dev/null
+}
+
+# without LIST NAME...: LIST minus the tests/NAME.test given.
+without() {
+	local list=$1 t n keep out=
+	shift
+	for t in $list; do
+		keep=1
+		for n in "$@"; do
+			[ "$t" = "tests/$n.test" ] && keep=0
+		done
+		[ $keep = 1 ] && out="$out $t"
+	done
+	echo "$out"
+}
+
+# summary DIR: "N passed, N failed" over DIR's .trs files.
+summary() {
+	local pass fail
+	pass=$(cat "$1"/tests/*.trs 2>/dev/null | grep -cE '^:test-result: (PASS|XFAIL|SKIP)')
+	fail=$(cat "$1"/tests/*.trs 2>/dev/null | grep -cE '^:test-result: (FAIL|XPASS|ERROR)')
+	echo "$pass passed, $fail failed"
+	[ "$fail" -eq 0 ]
+}
+
+asan_pass() {
+	local d="$work/asan" logs="$work/asan-reports" start list res ok=1
+	start=$(date +%s)
+	echo "=== asan: build with --enable-sanitizers (CC=${CC:-gcc}) in $d"
+	mkdir -p "$logs" && chmod 1777 "$logs"
+	if ! build "$d" --enable-sanitizers CC="${CC:-gcc}"; then
+		echo "FAIL: asan: the build failed"
+		return 1
+	fi
+	# Reports must reach a file: check that they do, with fd 2 on /dev/null.
+	printf 'int main(void){int *p=(int*)__builtin_malloc(4);p[0]=0;return p[1];}\n' >"$work/selftest.c"
+	if "${CC:-gcc}" -fsanitize=address -g -o "$work/selftest" "$work/selftest.c" 2>/dev/null; then
+		ASAN_OPTIONS=log_path=$work/selftest.log "$work/selftest" 2>/dev/null
+		if ! ls "$work"/selftest.log.* >/dev/null 2>&1; then
+			echo "FAIL: asan: a report with fd 2 on /dev/null did not reach its log_path file"
+			return 1
+		fi
+	fi
+	list=$(without "$(tests_of "$d")" static-analysis fuzz)
+	echo "=== asan: make check ($(echo $list | wc -w) tests)"
+	(cd "$d" && ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$logs/asan" \
+		UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan" \
+		make -j"$jobs" check TESTS="$list" >check.out 2>&1)
+	res=$(summary "$d") || ok=0
+	grep -hE '^(FAIL|ERROR|XPASS):' "$d/check.out" | head -n 30
+	if ls "$logs"/* >/dev/null 2>&1; then
+		ok=0
+		echo "--- sanitizer reports:"
+		for f in "$logs"/*; do
+			echo "--- $f"
+			head -n 40 "$f"
+		done
+	fi
+	if [ $ok = 1 ]; then
+		echo "PASS: asan: $res, no sanitizer report ($(($(date +%s) - start)) s)"
+	else
+		echo "FAIL: asan: $res, $(ls "$logs" | wc -l) sanitizer report(s) ($(($(date +%s) - start)) s)"
+		return 1
+	fi
+}
+
+valgrind_pass() {
+	local d="$work/valgrind" logs="$work/valgrind-logs" start list res ok=1 f bad=0 n=0
+	start=$(date +%s)
+	if ! command -v valgrind >/dev/null 2>&1; then
+		echo "FAIL: valgrind: valgrind is not installed"
+		return 1
+	fi
+	echo "=== valgrind: plain build in $d"
+	mkdir -p "$logs" && chmod 1777 "$logs"
+	if ! build "$d" CFLAGS="-O1 -g"; then
+		echo "FAIL: valgrind: the build failed"
+		return 1
+	fi
+	# The wrapper carries everything itself: xinetd passes tlsfilter no
+	# environment of the test's.
+	{
+		echo '#!/bin/sh'
+		printf 'exec valgrind --tool=memcheck --error-exitcode=99 --leak-check=full '
+		printf -- '--errors-for-leak-kinds=definite --show-leak-kinds=definite '
+		printf -- '--child-silent-after-fork=yes '
+		printf -- '--log-file=%s/vg.%%p %s/src/tlsfilter "$@"\n' "$logs" "$d"
+	} >"$d/tlsfilter-valgrind"
+	chmod 755 "$d/tlsfilter-valgrind"
+	list=$(without "$(tests_of "$d")" static-analysis fuzz testssl hostile backends flood \
+		wrappers conffile service-files)
+	echo "=== valgrind: make check ($(echo $list | wc -w) tests)"
+	(cd "$d" && TLSFILTER_WRAPPER="$d/tlsfilter-valgrind" make -j"$jobs" check TESTS="$list" \
+		>check.out 2>&1)
+	res=$(summary "$d") || ok=0
+	grep -hE '^(FAIL|ERROR|XPASS):' "$d/check.out" | head -n 30
+	# Each run ends with "ERROR SUMMARY: N errors". A log without one is a
+	# forked child that exec'd a program (-l) or was killed by a test: it
+	# must hold no report either.
+	for f in "$logs"/vg.*; do
+		[ -f "$f" ] || continue
+		if grep -q 'ERROR SUMMARY: ' "$f"; then
+			n=$((n + 1))
+			grep -q 'ERROR SUMMARY: 0 errors' "$f" && continue
+		elif ! grep -qE '^==[0-9]+== +(Invalid|Conditional|Use of|Syscall param|Mismatched|Source and|Process terminating|.*definitely lost)' "$f"; then
+			continue
+		fi
+		bad=$((bad + 1))
+		[ $bad -le 5 ] && { echo "--- $f"; grep -vE '^==[0-9]+== *$' "$f" | head -n 40; }
+	done
+	[ $n -gt 0 ] || { echo "no valgrind log at all: was the wrapper used?"; ok=0; }
+	[ $bad -eq 0 ] || ok=0
+	if [ $ok = 1 ]; then
+		echo "PASS: valgrind: $res, $n tlsfilter runs under memcheck, 0 errors ($(($(date +%s) - start)) s)"
+	else
+		echo "FAIL: valgrind: $res, $n tlsfilter runs, $bad with errors ($(($(date +%s) - start)) s)"
+		return 1
+	fi
+}
+
+case $mode in
+asan) asan_pass || rc=1 ;;
+valgrind) valgrind_pass || rc=1 ;;
+all)
+	asan_pass || rc=1
+	valgrind_pass || rc=1
+	;;
+esac
+exit $rc
