@@ -128,7 +128,8 @@ static int seal(struct sealer *s, int type, const unsigned char *data, size_t le
     if (out_len + 5 + 8 + len + 1 + TAG_LEN > sizeof out)
         flush();
     rec = out + out_len;
-    memcpy(plain, data, len);
+    if (len > 0)
+        memcpy(plain, data, len);
     if (s->tls13) {
         plain[plain_len++] = (unsigned char)type; /* the inner content type */
         memcpy(nonce, s->iv, 12);
