@@ -35,7 +35,7 @@ struct direction {
     bool read_wants_write; /* a TLS read on `from` waits for from->wfd */
     unsigned long long *count;
     size_t start, end;
-    unsigned char data[BUF_SIZE];
+    unsigned char *data; /* BUF_SIZE bytes */
 };
 
 /* --- the ends: plain fds and TLS behind one convention ------------------ */
@@ -199,7 +199,10 @@ static void pump_out(struct direction *d, struct direction *other, long long *ac
 int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
               unsigned close_sec, const volatile sig_atomic_t *stop, struct relay_result *res)
 {
-    /* Static: 128 KiB is more than a stack frame should hold; one relay runs. */
+    /* Static: 128 KiB is more than a stack frame should hold; one relay runs.
+     * Apart from the structures, so that setting those up does not write
+     * (and make private) pages that a short session never fills. */
+    static unsigned char c2b_data[BUF_SIZE], b2c_data[BUF_SIZE];
     static struct direction c2b, b2c;
     struct direction *dirs[2] = {&c2b, &b2c};
     struct pollfd pfd[POLL_SLOTS];
@@ -213,12 +216,14 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
                              .to = backend,
                              .reading = true,
                              .writing = true,
-                             .count = &res->to_backend};
+                             .count = &res->to_backend,
+                             .data = c2b_data};
     b2c = (struct direction){.from = backend,
                              .to = client,
                              .reading = true,
                              .writing = true,
-                             .count = &res->to_client};
+                             .count = &res->to_client,
+                             .data = b2c_data};
 
     for (;;) {
         bool pending = false;

@@ -33,9 +33,11 @@
 /*
  * Reads from the peer are buffered: GnuTLS asks for a record's 5-byte header
  * and then its body, two read()s a record on its own; one read() of up to
- * this much serves a whole record (16 KiB + overhead) and the next header.
+ * this much serves up to four full records (16 KiB + overhead each). The
+ * buffer is allocated at the first read and never zeroed: a short session
+ * makes only the pages it uses private.
  */
-#define TLS_IN_BUF (18 * 1024)
+#define TLS_IN_BUF (64 * 1024)
 
 struct tls {
     gnutls_session_t session;
@@ -66,7 +68,7 @@ struct tls {
     char client_cn[128];
     char protocol[16];       /* "TLSv1.3", as mod_ssl and OpenSSL write it */
     size_t in_start, in_end; /* bytes read from rfd that GnuTLS has not taken yet */
-    unsigned char in[TLS_IN_BUF];
+    unsigned char *in;       /* TLS_IN_BUF bytes, or NULL until the first read */
 };
 
 /*
@@ -75,33 +77,39 @@ struct tls {
  * half-close would be lost. So the end of file is kept from GnuTLS: pull()
  * says "again" and notes it, and tls_read() reports TLS_IO_EOF itself.
  */
-static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+/* A read()'s result for GnuTLS: the end of file is kept from it (above). */
+static ssize_t keep_eof(struct tls *t, ssize_t r, size_t len)
 {
-    struct tls *t = p;
-    ssize_t r;
-
-    if (t->in_start == t->in_end && len < sizeof t->in) {
-        r = read(t->rfd, t->in, sizeof t->in);
-        if (r > 0) {
-            t->in_start = 0;
-            t->in_end = (size_t)r;
-        }
-    } else if (t->in_start == t->in_end) {
-        r = read(t->rfd, buf, len);
-    } else {
-        r = 1;
-    }
     if (r == 0 && len > 0) {
         t->read_eof = true;
         errno = EAGAIN;
         return -1;
     }
-    if (r < 0 || t->in_start == t->in_end)
-        return r;
-    r = (ssize_t)(len < t->in_end - t->in_start ? len : t->in_end - t->in_start);
-    memcpy(buf, t->in + t->in_start, (size_t)r);
-    t->in_start += (size_t)r;
     return r;
+}
+
+static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+    struct tls *t = p;
+    size_t n;
+    ssize_t r;
+
+    if (t->in_start == t->in_end) {
+        /* Nothing buffered: one read() for this and what follows. */
+        if (t->in == NULL && len < TLS_IN_BUF)
+            t->in = malloc(TLS_IN_BUF);
+        if (t->in == NULL || len >= TLS_IN_BUF)
+            return keep_eof(t, read(t->rfd, buf, len), len);
+        r = read(t->rfd, t->in, TLS_IN_BUF);
+        if (r <= 0)
+            return keep_eof(t, r, len);
+        t->in_start = 0;
+        t->in_end = (size_t)r;
+    }
+    n = len < t->in_end - t->in_start ? len : t->in_end - t->in_start;
+    memcpy(buf, t->in + t->in_start, n);
+    t->in_start += n;
+    return (ssize_t)n;
 }
 
 static ssize_t push(gnutls_transport_ptr_t p, const void *buf, size_t len)
@@ -737,8 +745,10 @@ bool tls_pending(struct tls *t)
 
 void tls_preload(struct tls *t, const void *buf, size_t len)
 {
-    if (len > sizeof t->in - t->in_end)
-        len = sizeof t->in - t->in_end;
+    if (len == 0 || (t->in == NULL && (t->in = malloc(TLS_IN_BUF)) == NULL))
+        return;
+    if (len > TLS_IN_BUF - t->in_end)
+        len = TLS_IN_BUF - t->in_end;
     memcpy(t->in + t->in_end, buf, len);
     t->in_end += len;
 }
@@ -905,6 +915,7 @@ void tls_free(struct tls *t)
     while (t->n_pem > 0)
         gnutls_free(t->pem[--t->n_pem].data);
     gnutls_free(t->key_pem.data);
+    free(t->in);
     free(t);
 }
 
