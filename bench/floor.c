@@ -29,6 +29,12 @@
 #include <unistd.h>
 
 #define BUF_SIZE (64 * 1024)
+#define PRIORITY                                                  \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                  \
+    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"   \
+    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"             \
+    ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1" \
+    ":%SERVER_PRECEDENCE"
 
 static unsigned char c2b[BUF_SIZE], b2c[BUF_SIZE];
 
@@ -87,7 +93,10 @@ int main(int argc, char **argv)
     if (argc > 3 &&
         (load_key(argv[3], &key) < 0 || gnutls_session_ticket_enable_server(s, &key) < 0))
         return 1;
-    gnutls_set_default_priority(s);
+    /* tlsfilter's default priority (src/options.h), so that both choose
+     * the same group (X25519) and cipher: the handshakes do the same work. */
+    if (gnutls_priority_set_direct(s, PRIORITY, NULL) < 0)
+        return 1;
     gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred);
     gnutls_transport_set_int2(s, 0, 1);
     gnutls_handshake_set_timeout(s, 30000);

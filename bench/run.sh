@@ -11,11 +11,13 @@
 #
 # Environment: TLSFILTER (default $builddir/src/tlsfilter), builddir (the
 # top build directory, default .), CC (cc), STUNNEL (/usr/bin/stunnel4),
-# BENCH_QUICK=1, BENCH_ROUNDS=N (alternating rounds, 3; quick 1),
+# BENCH_QUICK=1, BENCH_ONLY="conn cpu bulk idle cg" (the sections to run),
+# BENCH_ROUNDS=N (alternating rounds, 3; quick 1),
 # BENCH_BULK=BYTES (each way, 1 GiB; quick 64 MiB), TLSF_KEEP=1 (keep the
 # scratch directory). The programs are built into $builddir/bench/, the
 # callgrind output files of the last run are copied to
-# $builddir/bench/callgrind/ (for callgrind_annotate). Needs root (xinetd),
+# $builddir/bench/callgrind/ (for callgrind_annotate), each idle server's
+# /proc/PID/smaps to $builddir/bench/smaps-SERVER.txt. Needs root (xinetd),
 # valgrind and stunnel4 (scripts/deps.sh installs them).
 
 set -u
@@ -41,6 +43,8 @@ else
 	ROUNDS=${BENCH_ROUNDS:-3} BULK=${BENCH_BULK:-$((1 << 30))} SECS=8 NCPU=100
 fi
 SERVERS=(tlsfilter stunnel floor)
+ONLY=" ${BENCH_ONLY:-conn cpu bulk idle cg} "
+want() { [[ $ONLY == *" $1 "* ]]; }
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (a private xinetd)"
 need_tool xinetd valgrind pkg-config "$CC"
@@ -174,83 +178,95 @@ for s in "${SERVERS[@]}"; do
 done
 say "all three servers answer; $ROUNDS round(s), ${SECS}s per connection run, bulk $BULK bytes each way"
 
-# --- connections per second and first byte ------------------------------------------------------------
-for ((r = 0; r < ROUNDS; r++)); do
-	for s in $(order $r); do
-		out=$(load conn -p "${PORT[plain-$s-ecdsa-no]}" -T "$SECS" --times "$T/fb-$s.txt")
-		say "round $r $s sequential: $out"
-		echo "$(field "$out" cps)" >>"$T/cps-seq-$s.txt"
-		out=$(load conn -p "${PORT[plain-$s-ecdsa-no]}" -T "$SECS" -P 4)
-		say "round $r $s 4 parallel: $out"
-		echo "$(field "$out" cps)" >>"$T/cps-par-$s.txt"
-	done
-done
+# median FILE / pct FILE P: of the numbers in FILE, one a line.
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 pct() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(NR * p); if (i < 1) i = 1; if (i > NR) i = NR; print v[i] }'; }
-for s in "${SERVERS[@]}"; do
-	R[cps_seq,$s]=$(median "$T/cps-seq-$s.txt")
-	R[cps_par,$s]=$(median "$T/cps-par-$s.txt")
-	R[fb_med,$s]=$(awk -v v="$(pct "$T/fb-$s.txt" 0.5)" 'BEGIN { printf "%.2f", v / 1000 }')
-	R[fb_p99,$s]=$(awk -v v="$(pct "$T/fb-$s.txt" 0.99)" 'BEGIN { printf "%.2f", v / 1000 }')
-done
+
+# --- connections per second and first byte ------------------------------------------------------------
+if want conn; then
+	for ((r = 0; r < ROUNDS; r++)); do
+		for s in $(order $r); do
+			out=$(load conn -p "${PORT[plain-$s-ecdsa-no]}" -T "$SECS" --times "$T/fb-$s.txt")
+			say "round $r $s sequential: $out"
+			echo "$(field "$out" cps)" >>"$T/cps-seq-$s.txt"
+			out=$(load conn -p "${PORT[plain-$s-ecdsa-no]}" -T "$SECS" -P 4)
+			say "round $r $s 4 parallel: $out"
+			echo "$(field "$out" cps)" >>"$T/cps-par-$s.txt"
+		done
+	done
+	for s in "${SERVERS[@]}"; do
+		R[cps_seq,$s]=$(median "$T/cps-seq-$s.txt")
+		R[cps_par,$s]=$(median "$T/cps-par-$s.txt")
+		R[fb_med,$s]=$(awk -v v="$(pct "$T/fb-$s.txt" 0.5)" 'BEGIN { printf "%.2f", v / 1000 }')
+		R[fb_p99,$s]=$(awk -v v="$(pct "$T/fb-$s.txt" 0.99)" 'BEGIN { printf "%.2f", v / 1000 }')
+	done
+fi
 
 # cpu_lines SERVICE: the result lines (not "start") cpuwrap wrote for it.
 cpu_lines() { grep -vs '^start' "$T/cpu-$1.txt" | wc -l; }
 # wait_cpu SERVICE N: until cpuwrap has N result lines for it.
-wait_cpu() { wait_for 30 test "$(cpu_lines "$1")" -ge "$2"; }
+wait_cpu() { wait_for 30 _cpu_ge "$1" "$2"; }
+_cpu_ge() { [ "$(cpu_lines "$1")" -ge "$2" ]; }
 
 # --- CPU per connection --------------------------------------------------------------------------------
-for ((r = 0; r < ROUNDS; r++)); do
-	for s in $(order $r); do
-		out=$(load conn -p "${PORT[cpu-$s-ecdsa-no]}" -n "$NCPU")
-		say "round $r $s CPU run: $out"
+if want cpu; then
+	for ((r = 0; r < ROUNDS; r++)); do
+		for s in $(order $r); do
+			out=$(load conn -p "${PORT[cpu-$s-ecdsa-no]}" -n "$NCPU")
+			say "round $r $s CPU run: $out"
+		done
 	done
-done
-for s in "${SERVERS[@]}"; do
-	wait_cpu "$s-ecdsa-no" $((ROUNDS * NCPU))
-	R[cpu_conn,$s]=$(grep -v '^start' "$T/cpu-$s-ecdsa-no.txt" |
-		awk '{ t += $2 + $3; n++ } END { printf "%.2f", t / n / 1000 }')
-done
+	for s in "${SERVERS[@]}"; do
+		wait_cpu "$s-ecdsa-no" $((ROUNDS * NCPU))
+		R[cpu_conn,$s]=$(grep -v '^start' "$T/cpu-$s-ecdsa-no.txt" |
+			awk '{ t += $2 + $3; n++ } END { printf "%.2f", t / n / 1000 }')
+	done
+fi
 
 # --- bulk: full duplex, CPU per GiB --------------------------------------------------------------------
-BROUNDS=$(((ROUNDS + 1) / 2))
-for ((r = 0; r < BROUNDS; r++)); do
-	for s in $(order $r); do
-		n="$s-ecdsa-no"
-		before=$(cpu_lines "$n")
-		out=$(load bulk -p "${PORT[cpu-$n]}" -b "$BULK") || skip_all "bulk through $s failed: $out"
-		say "round $r $s bulk: $out"
-		echo "$(field "$out" mbps)" >>"$T/mbps-$s.txt"
-		wait_cpu "$n" $((before + 1))
-		grep -v '^start' "$T/cpu-$n.txt" | tail -n 1 |
-			awk -v b="$BULK" '{ printf "%.3f\n", ($2 + $3) / 1e6 / (b / 1073741824) }' >>"$T/gib-$s.txt"
+if want bulk; then
+	BROUNDS=$(((ROUNDS + 1) / 2))
+	for ((r = 0; r < BROUNDS; r++)); do
+		for s in $(order $r); do
+			n="$s-ecdsa-no"
+			before=$(cpu_lines "$n")
+			out=$(load bulk -p "${PORT[cpu-$n]}" -b "$BULK") || skip_all "bulk through $s failed: $out"
+			say "round $r $s bulk: $out"
+			echo "$(field "$out" mbps)" >>"$T/mbps-$s.txt"
+			wait_cpu "$n" $((before + 1))
+			grep -v '^start' "$T/cpu-$n.txt" | tail -n 1 |
+				awk -v b="$BULK" '{ printf "%.3f\n", ($2 + $3) / 1e6 / (b / 1073741824) }' >>"$T/gib-$s.txt"
+		done
 	done
-done
-for s in "${SERVERS[@]}"; do
-	R[mbps,$s]=$(median "$T/mbps-$s.txt")
-	R[cpu_gib,$s]=$(median "$T/gib-$s.txt")
-done
+	for s in "${SERVERS[@]}"; do
+		R[mbps,$s]=$(median "$T/mbps-$s.txt")
+		R[cpu_gib,$s]=$(median "$T/gib-$s.txt")
+	done
+fi
 
 # --- memory of an idle connection ------------------------------------------------------------------------
-for s in "${SERVERS[@]}"; do
-	n="$s-ecdsa-no"
-	rm -f "$T/idle.in"
-	mkfifo "$T/idle.in"
-	load idle -p "${PORT[cpu-$n]}" <"$T/idle.in" >"$T/idle.out" 2>&1 &
-	idle=$!
-	exec {hold}>"$T/idle.in"
-	if wait_for 20 file_has "$T/idle.out" '^ready'; then
-		sleep 0.3
-		pid=$(grep '^start' "$T/cpu-$n.txt" | tail -n 1 | cut -d' ' -f2)
-		R[priv,$s]=$(awk '/^Private_Dirty:/ { print $2 }' "/proc/$pid/smaps_rollup")
-		R[rss,$s]=$(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup")
-		say "idle $s (pid $pid): Private_Dirty ${R[priv,$s]} kB, Rss ${R[rss,$s]} kB"
-	else
-		say "idle $s: no connection: $(cat "$T/idle.out")"
-	fi
-	exec {hold}>&-
-	wait "$idle"
-done
+if want idle; then
+	for s in "${SERVERS[@]}"; do
+		n="$s-ecdsa-no"
+		rm -f "$T/idle.in"
+		mkfifo "$T/idle.in"
+		load idle -p "${PORT[cpu-$n]}" <"$T/idle.in" >"$T/idle.out" 2>&1 &
+		idle=$!
+		exec {hold}>"$T/idle.in"
+		if wait_for 20 file_has "$T/idle.out" '^ready'; then
+			sleep 0.3
+			pid=$(grep '^start' "$T/cpu-$n.txt" | tail -n 1 | cut -d' ' -f2)
+			cp "/proc/$pid/smaps" "$B/smaps-$s.txt"
+			R[priv,$s]=$(awk '/^Private_Dirty:/ { print $2 }' "/proc/$pid/smaps_rollup")
+			R[rss,$s]=$(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup")
+			say "idle $s (pid $pid): Private_Dirty ${R[priv,$s]} kB, Rss ${R[rss,$s]} kB"
+		else
+			say "idle $s: no connection: $(cat "$T/idle.out")"
+		fi
+		exec {hold}>&-
+		wait "$idle"
+	done
+fi
 
 # --- instructions of one whole connection under callgrind ------------------------------------------------
 # cg_one NAME TLSLOAD-ARGS...: one connection to the cg-NAME service; prints
@@ -275,21 +291,23 @@ cg_one() {
 	f=$(ls -t "$T/cg/$n".*[0-9] | head -n 1)
 	awk '/^totals:/ { print $2 }' "$f"
 }
-for k in ecdsa rsa; do
-	for s in "${SERVERS[@]}"; do
-		R[cg_${k}_full,$s]=$(cg_one "$s-$k-no" -n 1)
-		say "callgrind $s $k full: ${R[cg_${k}_full,$s]}"
-		[ "$s" = stunnel ] && continue
-		R[cg_${k}_fulltk,$s]=$(cg_one "$s-$k-tk" -n 1)
-		load conn -p "${PORT[plain-$s-$k-tk]}" --save "$T/sess-$s-$k" >/dev/null ||
-			say "no ticket from $s"
-		R[cg_${k}_res,$s]=$(cg_one "$s-$k-tk" -n 1 --load "$T/sess-$s-$k" --expect-resumed)
-		say "callgrind $s $k: full with ticket key ${R[cg_${k}_fulltk,$s]}, resumed ${R[cg_${k}_res,$s]}"
+if want cg; then
+	for k in ecdsa rsa; do
+		for s in "${SERVERS[@]}"; do
+			R[cg_${k}_full,$s]=$(cg_one "$s-$k-no" -n 1)
+			say "callgrind $s $k full: ${R[cg_${k}_full,$s]}"
+			[ "$s" = stunnel ] && continue
+			R[cg_${k}_fulltk,$s]=$(cg_one "$s-$k-tk" -n 1)
+			load conn -p "${PORT[plain-$s-$k-tk]}" --save "$T/sess-$s-$k" >/dev/null ||
+				say "no ticket from $s"
+			R[cg_${k}_res,$s]=$(cg_one "$s-$k-tk" -n 1 --load "$T/sess-$s-$k" --expect-resumed)
+			say "callgrind $s $k: full with ticket key ${R[cg_${k}_fulltk,$s]}, resumed ${R[cg_${k}_res,$s]}"
+		done
 	done
-done
-rm -rf "$B/callgrind"
-mkdir -p "$B/callgrind"
-cp "$T"/cg/*[0-9] "$B/callgrind/" 2>/dev/null
+	rm -rf "$B/callgrind"
+	mkdir -p "$B/callgrind"
+	cp "$T"/cg/*[0-9] "$B/callgrind/" 2>/dev/null
+fi
 
 # --- the table -----------------------------------------------------------------------------------------------
 row() { # LABEL METRIC SCALE
@@ -329,14 +347,14 @@ target() { # DESCRIPTION VALUE OP LIMIT
 		printf "  %-58s %8.3f %s %-8.3f %s\n", d, v, op, l, m ? "met" : "MISSED" }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b != 0) printf "%.4f", a / b }'; }
-target "ECDSA full instructions / floor" "$(ratio "${R[cg_ecdsa_full,tlsfilter]}" "${R[cg_ecdsa_full,floor]}")" "<=" 1.10
-target "stunnel / tlsfilter ECDSA full instructions" "$(ratio "${R[cg_ecdsa_full,stunnel]}" "${R[cg_ecdsa_full,tlsfilter]}")" ">=" 4.5
-target "RSA-2048 full instructions / floor" "$(ratio "${R[cg_rsa_full,tlsfilter]}" "${R[cg_rsa_full,floor]}")" "<=" 1.10
-target "ECDSA resumed / full (ticket key)" "$(ratio "${R[cg_ecdsa_res,tlsfilter]}" "${R[cg_ecdsa_fulltk,tlsfilter]}")" "<=" 0.75
-target "RSA-2048 resumed / full (ticket key)" "$(ratio "${R[cg_rsa_res,tlsfilter]}" "${R[cg_rsa_fulltk,tlsfilter]}")" "<=" 0.75
-target "CPU per connection / floor" "$(ratio "${R[cpu_conn,tlsfilter]}" "${R[cpu_conn,floor]}")" "<=" 1.10
-target "CPU per connection / stunnel" "$(ratio "${R[cpu_conn,tlsfilter]}" "${R[cpu_conn,stunnel]}")" "<=" 0.4
-target "CPU per GiB / stunnel" "$(ratio "${R[cpu_gib,tlsfilter]}" "${R[cpu_gib,stunnel]}")" "<=" 0.5
+target "ECDSA full instructions / floor" "$(ratio "${R[cg_ecdsa_full,tlsfilter]:-}" "${R[cg_ecdsa_full,floor]:-}")" "<=" 1.10
+target "stunnel / tlsfilter ECDSA full instructions" "$(ratio "${R[cg_ecdsa_full,stunnel]:-}" "${R[cg_ecdsa_full,tlsfilter]:-}")" ">=" 4.5
+target "RSA-2048 full instructions / floor" "$(ratio "${R[cg_rsa_full,tlsfilter]:-}" "${R[cg_rsa_full,floor]:-}")" "<=" 1.10
+target "ECDSA resumed / full (ticket key)" "$(ratio "${R[cg_ecdsa_res,tlsfilter]:-}" "${R[cg_ecdsa_fulltk,tlsfilter]:-}")" "<=" 0.75
+target "RSA-2048 resumed / full (ticket key)" "$(ratio "${R[cg_rsa_res,tlsfilter]:-}" "${R[cg_rsa_fulltk,tlsfilter]:-}")" "<=" 0.75
+target "CPU per connection / floor" "$(ratio "${R[cpu_conn,tlsfilter]:-}" "${R[cpu_conn,floor]:-}")" "<=" 1.10
+target "CPU per connection / stunnel" "$(ratio "${R[cpu_conn,tlsfilter]:-}" "${R[cpu_conn,stunnel]:-}")" "<=" 0.4
+target "CPU per GiB / stunnel" "$(ratio "${R[cpu_gib,tlsfilter]:-}" "${R[cpu_gib,stunnel]:-}")" "<=" 0.5
 target "idle Private_Dirty (KiB)" "${R[priv,tlsfilter]:-}" "<=" 600
-target "connections/s sequential / stunnel" "$(ratio "${R[cps_seq,tlsfilter]}" "${R[cps_seq,stunnel]}")" ">=" 1.8
-target "connections/s 4 parallel / stunnel" "$(ratio "${R[cps_par,tlsfilter]}" "${R[cps_par,stunnel]}")" ">=" 1.8
+target "connections/s sequential / stunnel" "$(ratio "${R[cps_seq,tlsfilter]:-}" "${R[cps_seq,stunnel]:-}")" ">=" 1.8
+target "connections/s 4 parallel / stunnel" "$(ratio "${R[cps_par,tlsfilter]:-}" "${R[cps_par,stunnel]:-}")" ">=" 1.8

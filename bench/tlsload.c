@@ -3,8 +3,9 @@
  *
  * Every connection does what a mail client's short session does: TCP
  * connect, TLS handshake, read the backend's greeting line, send one line,
- * read it back (the backend echoes), send close_notify and wait for the
- * server's end. No certificate is verified (a benchmark, not a client).
+ * read it back (the backend, bench/echod.c, echoes: a connection whose line
+ * does not come back byte for byte counts as failed), send close_notify and
+ * wait for the server's end. No certificate is verified (a benchmark, not a client).
  *
  *   tlsload conn -p PORT [-n N] [-T SECS] [-P WORKERS] [--save F] [--load F]
  *            [--times FILE] [--expect-resumed]
@@ -111,11 +112,15 @@ static gnutls_session_t tls_new(int fd, int use_resume)
     return s;
 }
 
-/* Read until a '\n' (the line may come in several records); -1 on error. */
-static int read_line(gnutls_session_t s, double *first_byte)
+/* Read one line, up to its '\n' (it may come in several records), into
+ * line (NUL-terminated, cut at size - 1); -1 on error or when more than the
+ * line came. */
+static int read_line(gnutls_session_t s, double *first_byte, char *line, size_t size)
 {
     char buf[4096];
+    size_t have = 0;
     ssize_t r;
+    char *nl;
 
     for (;;) {
         r = gnutls_record_recv(s, buf, sizeof buf);
@@ -125,8 +130,15 @@ static int read_line(gnutls_session_t s, double *first_byte)
             return -1;
         if (first_byte != NULL && *first_byte == 0)
             *first_byte = now();
-        if (memchr(buf, '\n', r) != NULL)
-            return 0;
+        if (line != NULL && have + 1 < size) {
+            size_t n = (size_t)r < size - 1 - have ? (size_t)r : size - 1 - have;
+            memcpy(line + have, buf, n);
+            have += n;
+            line[have] = 0;
+        }
+        nl = memchr(buf, '\n', r);
+        if (nl != NULL)
+            return nl == buf + r - 1 ? 0 : -1;
     }
 }
 
@@ -146,6 +158,7 @@ static void close_session(gnutls_session_t s)
 static int one_conn(int use_resume, int save, double *fb, int *resumed)
 {
     double t0 = now(), t1 = 0;
+    char echo[sizeof LINE + 16];
     gnutls_session_t s;
     int fd, ret, rc = -1;
 
@@ -160,12 +173,15 @@ static int one_conn(int use_resume, int save, double *fb, int *resumed)
         fprintf(stderr, "tlsload: handshake: %s\n", gnutls_strerror(ret));
         goto out;
     }
-    if (read_line(s, &t1) < 0)
+    if (read_line(s, &t1, NULL, 0) < 0)
         goto out;
     if (gnutls_record_send(s, LINE, sizeof LINE - 1) != sizeof LINE - 1)
         goto out;
-    if (read_line(s, NULL) < 0)
+    /* the backend echoes: the same line must come back */
+    if (read_line(s, NULL, echo, sizeof echo) < 0 || strcmp(echo, LINE) != 0) {
+        fprintf(stderr, "tlsload: the line did not come back\n");
         goto out;
+    }
     *fb = t1 - t0;
     *resumed = gnutls_session_is_resumed(s);
     if (save && gnutls_session_get_data2(s, &resume_data) < 0)
@@ -342,7 +358,7 @@ static int run_bulk(unsigned long long bytes)
     while (ret < 0 && !gnutls_error_is_fatal(ret));
     if (ret < 0)
         die("handshake", gnutls_strerror(ret));
-    if (read_line(s, NULL) < 0)
+    if (read_line(s, NULL, NULL, 0) < 0)
         die("greeting", "none");
     flags = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -414,7 +430,7 @@ static int run_idle(void)
     while (ret < 0 && !gnutls_error_is_fatal(ret));
     if (ret < 0)
         die("handshake", gnutls_strerror(ret));
-    if (read_line(s, NULL) < 0)
+    if (read_line(s, NULL, NULL, 0) < 0)
         die("greeting", "none");
     printf("ready\n");
     fflush(stdout);
