@@ -176,6 +176,7 @@ for s in "${SERVERS[@]}"; do
 	out=$(load conn -p "${PORT[plain-$s-ecdsa-no]}" -n 3) ||
 		skip_all "$s does not work: $out (see $T)"
 done
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 say "all three servers answer; $ROUNDS round(s), ${SECS}s per connection run, bulk $BULK bytes each way"
 
 # median FILE / pct FILE P: of the numbers in FILE, one a line.
@@ -220,13 +221,14 @@ if want cpu; then
 		wait_cpu "$s-ecdsa-no" $((ROUNDS * NCPU))
 		R[cpu_conn,$s]=$(grep -v '^start' "$T/cpu-$s-ecdsa-no.txt" |
 			awk '{ t += $2 + $3; n++ } END { printf "%.2f", t / n / 1000 }')
+		R[cpu_conn_user,$s]=$(grep -v '^start' "$T/cpu-$s-ecdsa-no.txt" |
+			awk '{ t += $2; n++ } END { printf "%.2f", t / n / 1000 }')
 	done
 fi
 
 # --- bulk: full duplex, CPU per GiB --------------------------------------------------------------------
 if want bulk; then
-	BROUNDS=$(((ROUNDS + 1) / 2))
-	for ((r = 0; r < BROUNDS; r++)); do
+		for ((r = 0; r < ROUNDS; r++)); do
 		for s in $(order $r); do
 			n="$s-ecdsa-no"
 			before=$(cpu_lines "$n")
@@ -235,12 +237,13 @@ if want bulk; then
 			echo "$(field "$out" mbps)" >>"$T/mbps-$s.txt"
 			wait_cpu "$n" $((before + 1))
 			grep -v '^start' "$T/cpu-$n.txt" | tail -n 1 |
-				awk -v b="$BULK" '{ printf "%.3f\n", ($2 + $3) / 1e6 / (b / 1073741824) }' >>"$T/gib-$s.txt"
+				awk -v b="$BULK" '{ printf "%.3f %.3f\n", ($2 + $3) / 1e6 / (b / 1073741824), $2 / 1e6 / (b / 1073741824) }' >>"$T/gib-$s.txt"
 		done
 	done
 	for s in "${SERVERS[@]}"; do
 		R[mbps,$s]=$(median "$T/mbps-$s.txt")
-		R[cpu_gib,$s]=$(median "$T/gib-$s.txt")
+		R[cpu_gib,$s]=$(cut -d' ' -f1 "$T/gib-$s.txt" | median /dev/stdin)
+		R[cpu_gib_user,$s]=$(cut -d' ' -f2 "$T/gib-$s.txt" | median /dev/stdin)
 	done
 fi
 
@@ -319,6 +322,7 @@ row() { # LABEL METRIC SCALE
 }
 echo
 echo "tlsfilter benchmark: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), Debian $(cat /etc/debian_version 2>/dev/null), GnuTLS $(pkg-config --modversion gnutls), $($STUNNEL -version 2>&1 | grep -m1 -o 'stunnel [0-9.]*')"
+echo "load average at the start: $LOAD0; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$ROUNDS round(s); ECDSA P-256, TLS 1.3 unless said; bulk $((BULK >> 20)) MiB each way at once"
 printf '%-36s %10s %10s %10s %10s %10s\n' measurement tlsfilter stunnel floor tlsf/floor tlsf/stun
 row "connections/s, sequential" cps_seq
@@ -327,7 +331,9 @@ row "first byte, median (ms)" fb_med
 row "first byte, p99 (ms)" fb_p99
 row "bulk, MB/s each way" mbps
 row "CPU per connection (ms)" cpu_conn
+row "  of which user (ms)" cpu_conn_user
 row "CPU per GiB each way (s)" cpu_gib
+row "  of which user (s)" cpu_gib_user
 row "idle Private_Dirty (KiB)" priv
 row "idle Rss (KiB)" rss
 row "Minstr ECDSA full" cg_ecdsa_full 1e6
