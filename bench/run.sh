@@ -248,7 +248,12 @@ if want bulk; then
 fi
 
 # --- memory of an idle connection ------------------------------------------------------------------------
+# sync first: the page-cache pages of a binary the linker has just written
+# are dirty until written back, and /proc/PID/smaps counts them as the
+# process's Private_Dirty while it alone maps them (up to the whole size of
+# tlsfilter's and the floor's text, freshly built by this run).
 if want idle; then
+	sync
 	for s in "${SERVERS[@]}"; do
 		n="$s-ecdsa-no"
 		rm -f "$T/idle.in"

@@ -27,9 +27,10 @@
 #   fails in a process that is non-dumpable (tlsfilter always is, it holds
 #   the private key), has changed its uid, or has chrooted (privs.test,
 #   conffile.test): it would report its own failure, not a leak.
-#   All tests but static-analysis, fuzz (they do not run tlsfilter) and
+#   All tests but static-analysis, fuzz (they do not run tlsfilter),
 #   backends (it bounds VmRSS to 16 MiB and a timeout's overshoot, which
-#   ASan's shadow memory and slowness break).
+#   ASan's shadow memory and slowness break) and callgrind-budget (it
+#   counts the instructions of a normal build).
 # valgrind: a plain build (-O1 -g), every tlsfilter the tests start run as
 #   valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
 #     --errors-for-leak-kinds=definite --child-silent-after-fork=yes
@@ -43,8 +44,8 @@
 #   (hostile, backends, flood, privs: /proc/PID/comm is valgrind's
 #   there), that run ldd on it (wrappers) or compare its path (conffile,
 #   service-files), that analyse or fuzz the source rather than
-#   run it (static-analysis, fuzz), and testssl (a 90 s scan; run by the
-#   asan pass) are left out; the rest run the program through every
+#   run it (static-analysis, fuzz), testssl (a 90 s scan; run by the
+#   asan pass) and callgrind-budget (valgrind under valgrind) are left out; the rest run the program through every
 #   launcher, both TLS versions, client certificates, SNI, resumption,
 #   exec and client modes and the backends' failure paths under memcheck.
 set -u
@@ -60,6 +61,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=${MAKE_JOBS:-2}
 work=${SANITIZE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/tlsf-sanitize.XXXXXX")}
 mkdir -p "$work"
+# mktemp -d makes it 0700: privs.test runs the built tlsfilter as nobody.
+chmod 755 "$work"
 [ "${SANITIZE_KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 rc=0
 
@@ -146,7 +149,7 @@ asan_pass() {
 	fi
 	# backends.test bounds tlsfilter's VmRSS (16 MiB) and a timeout's
 	# overshoot, which ASan's shadow memory and slowness break.
-	list=$(without "$(tests_of "$d")" static-analysis fuzz backends)
+	list=$(without "$(tests_of "$d")" static-analysis fuzz backends callgrind-budget)
 	echo "=== asan: make check ($(echo $list | wc -w) tests)"
 	(cd "$d" && ASAN_OPTIONS="$asan_opts:log_path=$logs/report" \
 		UBSAN_OPTIONS="$ubsan_opts:log_path=$logs/report" \
@@ -193,7 +196,7 @@ valgrind_pass() {
 	} >"$d/tlsfilter-valgrind"
 	chmod 755 "$d/tlsfilter-valgrind"
 	list=$(without "$(tests_of "$d")" static-analysis fuzz testssl hostile backends flood \
-		privs wrappers conffile service-files)
+		privs wrappers conffile service-files callgrind-budget)
 	echo "=== valgrind: make check ($(echo $list | wc -w) tests)"
 	(cd "$d" && TLSFILTER_WRAPPER="$d/tlsfilter-valgrind" make -j"$jobs" check TESTS="$list" \
 		>check.out 2>&1)
