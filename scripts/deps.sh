@@ -17,6 +17,8 @@
 #           haproxy (a real load balancer sending PROXY v1/v2 in front of
 #           tlsfilter, proxy-haproxy.test), postfix (a private instance
 #           reading PROXY v1, proxy-mail.test), swaks (its SMTP client)
+#           libnet-ssleay-perl (swaks's TLS: only Recommended by swaks, and
+#           recommends are not installed here)
 #           testssl.sh (the TLS conformance scan of testssl.test)
 #           valgrind (callgrind-budget.test and make bench's instruction
 #           counts) stunnel4 (make bench compares tlsfilter with it)
@@ -26,7 +28,7 @@ PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
 libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
 util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
-cppcheck clang libclang-rt-14-dev haproxy postfix swaks testssl.sh
+cppcheck clang libclang-rt-14-dev haproxy postfix swaks libnet-ssleay-perl testssl.sh
 valgrind stunnel4"
 
 missing=
