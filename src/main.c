@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -408,6 +409,9 @@ static int relay(struct conn *c)
         backend.tls = c->tls;
     else
         client.tls = c->tls;
+    /* The handshake's buffers are freed: give their pages back, so that an
+     * idle session (IMAP IDLE for hours) holds only what it uses. */
+    malloc_trim(0);
     status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close,
                        &stop_requested, &res);
     /* The client is done with us: let it go before waiting for a program,
