@@ -116,6 +116,7 @@ void peer_identify(struct peer *p)
     struct stat st;
     int type = 0;
     socklen_t len = sizeof type;
+    bool inet = false;
 
     memset(p, 0, sizeof *p);
     p->kind = PEER_OTHER;
@@ -125,10 +126,13 @@ void peer_identify(struct peer *p)
         else if (S_ISSOCK(st.st_mode) && getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
             p->kind = PEER_UNIX; /* until getpeername says inet */
     }
-    if (p->kind == PEER_UNIX && from_socket(p->addr, p->port, true) == false &&
-        errno == ENOTCONN)
-        p->gone = true; /* a TCP client already reset: getpeername has nothing */
-    if (p->kind == PEER_UNIX && !p->gone && from_socket(p->addr, p->port, true)) {
+    if (p->kind == PEER_UNIX) {
+        errno = 0;
+        inet = from_socket(p->addr, p->port, true);
+        /* A TCP client that already reset: getpeername has nothing to say. */
+        p->gone = !inet && errno == ENOTCONN;
+    }
+    if (inet) {
         p->kind = PEER_TCP;
         p->known = true;
         p->source = "socket";
