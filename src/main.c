@@ -359,10 +359,12 @@ static int send_proxy_header(struct conn *c, char *err, size_t errlen)
     const struct peer *p = &c->peer;
     int n;
 
-    tls_proxy_facts(c->tls, &facts);
+    /* Only v2 carries them: v1 is spared parsing the certificates. */
+    if (c->cfg.proxy_protocol == 2)
+        tls_proxy_facts(c->tls, &facts);
     n = proxy_build(c->cfg.proxy_protocol, p->known ? p->addr : NULL, p->port,
-                    p->local_addr[0] ? p->local_addr : NULL, p->local_port, &facts, hdr,
-                    sizeof hdr);
+                    p->local_addr[0] ? p->local_addr : NULL, p->local_port,
+                    c->cfg.proxy_protocol == 2 ? &facts : NULL, hdr, sizeof hdr);
     if (n < 0) {
         snprintf(err, errlen, "PROXY header too long");
     } else if (backend_send(c->bfd, hdr, (size_t)n, c->cfg.timeout_connect, err, errlen) == 0) {
