@@ -23,7 +23,8 @@
  *               (the pattern of helper.py's --send-size), each preceded by K
  *               empty records (-k, default 0)
  *     -s MS     write each record alone, MS milliseconds apart
- *     -p N -w SECS  pause SECS seconds after the first N records (so that
+ *     -p N -w SECS  pause SECS seconds after the first N records, writing
+ *               "paused" on stderr when the pause begins (so that
  *               the server's CPU time can be watched while it waits)
  *     -c        end with close_notify (sealed the same way)
  *     -W SECS   then read what the server sends until it closes, at most
@@ -257,6 +258,16 @@ static const char *read_back(gnutls_session_t session, unsigned secs, unsigned l
     }
 }
 
+/* Send what is sealed, say so on stderr ("paused", which the test waits
+ * for before it samples the server's CPU time) and wait SECS seconds. */
+static void pause_now(unsigned secs)
+{
+    flush();
+    fputs("paused\n", stderr);
+    fflush(stderr);
+    sleep(secs);
+}
+
 int main(int argc, char **argv)
 {
     unsigned long empty = 0, tiny = 0, k = 0, pause_after = 0, received = 0, i, j;
@@ -343,10 +354,8 @@ int main(int argc, char **argv)
     for (i = 0; i < empty && write_errno == 0; i++) {
         if (seal(&s, TYPE_DATA, NULL, 0) < 0)
             return 1;
-        if (pause_after > 0 && sent_records == pause_after) {
-            flush();
-            sleep(pause_secs);
-        }
+        if (pause_after > 0 && sent_records == pause_after)
+            pause_now(pause_secs);
     }
     for (i = 0; i < tiny && write_errno == 0; i++) {
         for (j = 0; j < k; j++)
@@ -355,10 +364,8 @@ int main(int argc, char **argv)
         byte = (unsigned char)(i % 251);
         if (seal(&s, TYPE_DATA, &byte, 1) < 0)
             return 1;
-        if (pause_after > 0 && sent_records == pause_after) {
-            flush();
-            sleep(pause_secs);
-        }
+        if (pause_after > 0 && sent_records == pause_after)
+            pause_now(pause_secs);
     }
     if (notify && write_errno == 0) {
         unsigned char close_notify[2] = {1, 0}; /* warning, close_notify */
