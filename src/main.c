@@ -341,6 +341,10 @@ static int handshake(struct conn *c)
         if (!c->cfg.client_mode)
             peer_linger(&c->peer, LINGER_MS);
         return EX_NOPERM;
+    case TLS_HANDSHAKE_CONFIG:
+        log_msg(LOG_ERR, "event=config-error peer=%s reason=%s", c->peer.text,
+                log_value(tls_error(c->tls), reason, sizeof reason));
+        return EX_CONFIG;
     case TLS_HANDSHAKE_FAILED:
     default:
         log_msg(LOG_WARNING, "event=handshake-failed peer=%s reason=%s", c->peer.text,

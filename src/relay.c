@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 #define BUF_SIZE (64 * 1024)
-#define TLS_RECORD_MAX (16 * 1024)
 
 enum { POLL_CLIENT_IN, POLL_CLIENT_OUT, POLL_BACKEND_IN, POLL_BACKEND_OUT, POLL_SLOTS };
 
@@ -69,7 +68,7 @@ static ssize_t end_write(struct relay_end *e, const void *buf, size_t len, char 
     ssize_t w;
 
     if (e->tls != NULL) {
-        w = tls_write(e->tls, buf, len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX);
+        w = tls_write(e->tls, buf, len);
         if (w == TLS_IO_ERROR)
             snprintf(err, errlen, "%s", tls_error(e->tls));
         return w;
@@ -100,6 +99,12 @@ static int end_close_write(struct relay_end *e)
 static bool end_pending(struct relay_end *e)
 {
     return e->tls != NULL && tls_pending(e->tls);
+}
+
+/* Records made from earlier data still wait for the socket. */
+static bool end_out_pending(struct relay_end *e)
+{
+    return e->tls != NULL && tls_out_pending(e->tls);
 }
 
 /* --- buffers ------------------------------------------------------------- */
@@ -152,8 +157,10 @@ static void pump_in(struct direction *d, struct direction *other, long long *act
         if (r > 0) {
             d->end += (size_t)r;
             *activity = now_ms();
-            if (d->from->tls == NULL)
-                break; /* plain read: poll again rather than spin on EAGAIN */
+            /* Go on while TLS holds more; else poll() again rather than
+             * find out by a read() that says EAGAIN. */
+            if (!end_pending(d->from))
+                break;
             continue;
         }
         if (r == TLS_IO_AGAIN) {
@@ -179,6 +186,20 @@ static void pump_out(struct direction *d, struct direction *other, long long *ac
 {
     char err[128];
 
+    /* Records made from the last batch go first. */
+    if (d->writing && end_out_pending(d->to)) {
+        int f = tls_flush(d->to->tls);
+
+        if (f == TLS_IO_AGAIN)
+            return;
+        if (f == TLS_IO_ERROR) {
+            d->to->how = "reset";
+            snprintf(res->detail, sizeof res->detail, "%s", tls_error(d->to->tls));
+            end_lost(other, d);
+            return;
+        }
+        *activity = now_ms();
+    }
     while (d->writing && buf_len(d) > 0) {
         ssize_t w = end_write(d->to, d->data + d->start, buf_len(d), err, sizeof err);
 
@@ -272,7 +293,9 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
             in->fd = d->from->rfd;
             in->events = room && !d->read_wants_write ? POLLIN : 0;
             out->fd = d->to->wfd;
-            out->events = d->writing && (buf_len(d) > 0 || !d->reading) ? POLLOUT : 0;
+            out->events =
+                d->writing && (buf_len(d) > 0 || !d->reading || end_out_pending(d->to)) ? POLLOUT
+                                                                                           : 0;
         }
         /* A TLS read that waits to write polls its own end's write fd. */
         if (c2b.read_wants_write)

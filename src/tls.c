@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
 #include <gnutls/ocsp.h>
 #include <gnutls/x509.h>
 #include <fcntl.h>
@@ -39,6 +40,15 @@
  */
 #define TLS_IN_BUF (64 * 1024)
 
+/*
+ * Writes to the peer are batched in the relay: the records that tls_write()
+ * makes from one buffer of plaintext (up to four full ones from a 64 KiB
+ * backend read) are collected here and sent with one write() instead of
+ * one each. Room for 64 KiB of plaintext in records of any size GnuTLS
+ * may choose, with their headers and tags.
+ */
+#define TLS_OUT_BUF (72 * 1024)
+
 struct tls {
     gnutls_session_t session;
     gnutls_certificate_credentials_t cred;
@@ -54,6 +64,7 @@ struct tls {
     struct identity id;          /* the client's certificate, once checked */
     bool identity_checked;       /* during this handshake, by verify_client() */
     bool refused;                /* the client's identity was refused */
+    bool config_error;           /* our own certificate or key did not parse */
     gnutls_datum_t ticket_key;
     gnutls_datum_t alpn[8];
     char alpn_list[256];
@@ -62,13 +73,19 @@ struct tls {
     gnutls_datum_t pem[8]; /* several --cert: the files' text, read early */
     const char *pem_name[8];
     size_t n_pem;
-    gnutls_datum_t key_pem; /* --key's text, with --sni-strict */
+    gnutls_datum_t key_pem; /* --key's text (read early; see tls_new()) */
+    gnutls_pcert_st ours[16]; /* one --cert, parsed at the first full handshake */
+    unsigned n_ours;
+    gnutls_privkey_t our_key;
     char sig_alg[64];       /* our certificate's, for the PROXY v2 header */
     char key_alg[32];
     char client_cn[128];
     char protocol[16];       /* "TLSv1.3", as mod_ssl and OpenSSL write it */
     size_t in_start, in_end; /* bytes read from rfd that GnuTLS has not taken yet */
     unsigned char *in;       /* TLS_IN_BUF bytes, or NULL until the first read */
+    size_t out_start, out_end; /* records made, not yet written to wfd */
+    unsigned char *out;        /* TLS_OUT_BUF bytes, or NULL until the first batch */
+    bool batching;             /* inside tls_write(): push() collects records */
 };
 
 /*
@@ -112,9 +129,44 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
     return (ssize_t)n;
 }
 
+/* Write what tls_write() collected: 0 when all of it went, else -1 with
+ * errno (EAGAIN: the rest waits for tls_flush()). */
+static int drain_out(struct tls *t)
+{
+    while (t->out_start < t->out_end) {
+        ssize_t w = write(t->wfd, t->out + t->out_start, t->out_end - t->out_start);
+        if (w < 0)
+            return -1;
+        t->out_start += (size_t)w;
+    }
+    t->out_start = t->out_end = 0;
+    return 0;
+}
+
+/*
+ * GnuTLS's writes. Inside tls_write() the records are collected (at most
+ * TLS_OUT_BUF bytes; beyond that "again", and GnuTLS keeps the record);
+ * anything else (handshake, alerts, close_notify, a key update) is written
+ * at once, after what was collected before it, so that order is kept.
+ */
 static ssize_t push(gnutls_transport_ptr_t p, const void *buf, size_t len)
 {
-    return write(((struct tls *)p)->wfd, buf, len);
+    struct tls *t = p;
+
+    if (t->batching && t->out == NULL)
+        t->out = malloc(TLS_OUT_BUF);
+    if (t->batching && t->out != NULL) {
+        if (len > TLS_OUT_BUF - t->out_end) {
+            errno = EAGAIN;
+            return -1;
+        }
+        memcpy(t->out + t->out_end, buf, len);
+        t->out_end += len;
+        return (ssize_t)len;
+    }
+    if (drain_out(t) < 0)
+        return -1;
+    return write(t->wfd, buf, len);
 }
 
 static int pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
@@ -392,8 +444,10 @@ static int use_pem(struct tls *t, size_t i)
     const gnutls_datum_t *key = i == 0 && t->key_pem.data != NULL ? &t->key_pem : &t->pem[i];
     int ret = gnutls_certificate_set_x509_key_mem2(t->cred, &t->pem[i], key,
                                                    GNUTLS_X509_FMT_PEM, NULL, 0);
-    if (ret < 0)
+    if (ret < 0) {
         set_error(t, t->pem_name[i], ret);
+        t->config_error = true;
+    }
     return ret;
 }
 
@@ -429,6 +483,77 @@ static int on_client_hello(gnutls_session_t session)
             return ret;
     }
     return 0;
+}
+
+/*
+ * One --cert (the usual case): its text is read before privileges are
+ * dropped and parsed here, when GnuTLS asks for a certificate. It asks only
+ * in a full handshake: a resumed session proves itself with the ticket, so
+ * it is spared parsing the chain and the key (about 0.9 M instructions of a
+ * 7 M connection, docs/performance.md). A file that does not parse ends
+ * the handshake with its name and GnuTLS's reason (tls_new() checked that
+ * both PEM blocks are there; --check parses it all).
+ */
+static int parse_ours(struct tls *t)
+{
+    const gnutls_datum_t *key = t->key_pem.data != NULL ? &t->key_pem : &t->pem[0];
+    unsigned n = sizeof t->ours / sizeof t->ours[0];
+    int ret = gnutls_pcert_list_import_x509_raw(t->ours, &n, &t->pem[0], GNUTLS_X509_FMT_PEM,
+                                                GNUTLS_X509_CRT_LIST_SORT);
+
+    if (ret < 0) {
+        snprintf(t->error, sizeof t->error, "cannot load %s: %s", t->pem_name[0],
+                 gnutls_strerror(ret));
+        return ret;
+    }
+    t->n_ours = n;
+    ret = gnutls_privkey_init(&t->our_key);
+    if (ret >= 0)
+        ret = gnutls_privkey_import_x509_raw(t->our_key, key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (ret < 0)
+        snprintf(t->error, sizeof t->error, "cannot load the key of %s: %s",
+                 t->key_pem.data != NULL ? t->cfg->key_file : t->pem_name[0],
+                 gnutls_strerror(ret));
+    return ret;
+}
+
+static int retrieve_ours(gnutls_session_t session, const struct gnutls_cert_retr_st *info,
+                         gnutls_pcert_st **certs, unsigned int *n_certs,
+                         gnutls_ocsp_data_st **ocsp, unsigned int *n_ocsp,
+                         gnutls_privkey_t *key, unsigned int *flags)
+{
+    struct tls *t = gnutls_session_get_ptr(session);
+    int ret;
+
+    (void)info;
+    if (t->n_ours == 0 && (ret = parse_ours(t)) < 0) {
+        t->config_error = true;
+        return ret;
+    }
+    *certs = t->ours;
+    *n_certs = t->n_ours;
+    *ocsp = NULL;
+    *n_ocsp = 0;
+    *key = t->our_key;
+    *flags = 0; /* ours to free, in tls_free() */
+    return 0;
+}
+
+/* Does the text hold a PEM block whose label ends with `label`? */
+static bool pem_has(const gnutls_datum_t *pem, const char *label)
+{
+    const char *p = (const char *)pem->data, *end = p + pem->size;
+    size_t n = strlen(label);
+
+    while ((p = memmem(p, (size_t)(end - p), "-----BEGIN ", 11)) != NULL) {
+        const char *close = memmem(p + 11, (size_t)(end - p - 11), "-----", 5);
+        if (close == NULL)
+            return false;
+        if ((size_t)(close - p - 11) >= n && memcmp(close - n, label, n) == 0)
+            return true;
+        p = close + 5;
+    }
+    return false;
 }
 
 /* Read (not parse) every --cert file, while we still may. */
@@ -467,13 +592,29 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
     if (t == NULL)
         return NULL;
     t->cfg = cfg;
-    /* One certificate is loaded now; several once the client names a host. */
-    if (by_name) {
+    /*
+     * The files are read now, while we may; they are parsed once a full
+     * handshake needs them: several once the client has named a host, one
+     * when GnuTLS asks for it (retrieve_ours()). An OCSP response must be
+     * checked against the certificate and is stapled from the credentials,
+     * so with --ocsp-response one certificate is loaded now.
+     */
+    if (by_name || cfg->ocsp_file == NULL) {
         if (read_pems(t, cfg, err, errlen) < 0)
             goto fail;
+        if (!by_name && (!pem_has(&t->pem[0], "CERTIFICATE") ||
+                         !pem_has(t->key_pem.data != NULL ? &t->key_pem : &t->pem[0],
+                                  "PRIVATE KEY"))) {
+            snprintf(err, errlen, "cannot load %s: %s", cfg->key_file ? cfg->key_file : cfg->cert_file,
+                     !pem_has(&t->pem[0], "CERTIFICATE") ? "no PEM certificate in it"
+                                                         : "no PEM private key in it");
+            goto fail;
+        }
         ret = gnutls_certificate_allocate_credentials(&t->cred);
-        if (ret >= 0)
+        if (ret >= 0 && by_name)
             gnutls_certificate_set_flags(t->cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
+        else if (ret >= 0)
+            gnutls_certificate_set_retrieve_function3(t->cred, retrieve_ours);
     } else {
         ret = load_credentials(cfg, &t->cred);
     }
@@ -662,6 +803,12 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
                 gnutls_alert_send_appropriate(t->session, ret);
             return TLS_HANDSHAKE_REFUSED;
         }
+        /* Our own certificate or key would not parse: the client is told
+         * "internal error", the log says which file. */
+        if (t->config_error) {
+            gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_INTERNAL_ERROR);
+            return TLS_HANDSHAKE_CONFIG;
+        }
         /* A reason set by our own hooks (--sni-strict) says more than GnuTLS's. */
         if (t->error[0] == '\0')
             set_error(t, "handshake", ret);
@@ -704,24 +851,63 @@ ssize_t tls_read(struct tls *t, void *buf, size_t len)
     }
 }
 
+/*
+ * As many records as len makes (GnuTLS cuts them at its record size),
+ * collected by push() and written with one write(). What the socket does
+ * not take now waits in t->out: the relay polls for it (tls_out_pending())
+ * and calls tls_flush() before it gives tls_write() more.
+ */
 ssize_t tls_write(struct tls *t, const void *buf, size_t len)
 {
-    ssize_t r;
+    size_t done = 0;
+    ssize_t r = 0;
 
-    /* After GNUTLS_E_AGAIN, GnuTLS wants the same call again. */
-    if (t->send_pending > 0 && len > t->send_pending)
-        len = t->send_pending;
-    do
-        r = gnutls_record_send(t->session, buf, len);
-    while (r == GNUTLS_E_INTERRUPTED);
-    if (r == GNUTLS_E_AGAIN) {
-        t->send_pending = len;
-        return TLS_IO_AGAIN;
+    if (t->out_start < t->out_end)
+        return tls_flush(t) == TLS_IO_ERROR ? TLS_IO_ERROR : TLS_IO_AGAIN;
+    t->batching = true;
+    while (done < len) {
+        size_t n = len - done;
+
+        /* After GNUTLS_E_AGAIN, GnuTLS wants the same call again. */
+        if (t->send_pending > 0 && n > t->send_pending)
+            n = t->send_pending;
+        do
+            r = gnutls_record_send(t->session, (const unsigned char *)buf + done, n);
+        while (r == GNUTLS_E_INTERRUPTED);
+        if (r == GNUTLS_E_AGAIN) {
+            t->send_pending = n;
+            break;
+        }
+        t->send_pending = 0;
+        if (r < 0)
+            break;
+        done += (size_t)r;
     }
-    t->send_pending = 0;
-    if (r < 0)
-        return set_error(t, "write", (int)r);
-    return r;
+    t->batching = false;
+    if (drain_out(t) < 0 && errno != EAGAIN && errno != EINTR) {
+        snprintf(t->error, sizeof t->error, "write: %s", strerror(errno));
+        return TLS_IO_ERROR;
+    }
+    if (done > 0)
+        return (ssize_t)done;
+    if (r == GNUTLS_E_AGAIN)
+        return TLS_IO_AGAIN;
+    return set_error(t, "write", (int)r);
+}
+
+int tls_flush(struct tls *t)
+{
+    if (drain_out(t) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EINTR)
+        return TLS_IO_AGAIN;
+    snprintf(t->error, sizeof t->error, "write: %s", strerror(errno));
+    return TLS_IO_ERROR;
+}
+
+bool tls_out_pending(const struct tls *t)
+{
+    return t->out_start < t->out_end;
 }
 
 int tls_close_write(struct tls *t)
@@ -915,7 +1101,12 @@ void tls_free(struct tls *t)
     while (t->n_pem > 0)
         gnutls_free(t->pem[--t->n_pem].data);
     gnutls_free(t->key_pem.data);
+    while (t->n_ours > 0)
+        gnutls_pcert_deinit(&t->ours[--t->n_ours]);
+    if (t->our_key != NULL)
+        gnutls_privkey_deinit(t->our_key);
     free(t->in);
+    free(t->out);
     free(t);
 }
 

@@ -22,7 +22,8 @@ enum tls_handshake_result {
     TLS_HANDSHAKE_OK,
     TLS_HANDSHAKE_FAILED,  /* a TLS failure (exit 76) */
     TLS_HANDSHAKE_REFUSED, /* the client's certificate was refused (exit 77) */
-    TLS_HANDSHAKE_TIMEOUT
+    TLS_HANDSHAKE_TIMEOUT,
+    TLS_HANDSHAKE_CONFIG /* our certificate or key did not parse (exit 78) */
 };
 
 struct identity;
@@ -71,11 +72,20 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec);
 ssize_t tls_read(struct tls *t, void *buf, size_t len);
 
 /*
- * Encrypt and send up to len bytes from buf: > 0 bytes taken, or TLS_IO_*.
- * After TLS_IO_AGAIN call again with the same buf (at least as many bytes
- * as before): the record already built is sent first.
+ * Encrypt up to len bytes from buf into records and send them with one
+ * write(): > 0 bytes taken, or TLS_IO_*. Records the socket did not take
+ * yet are kept (tls_out_pending()); while there are some, tls_write()
+ * only tries to send them and says TLS_IO_AGAIN. After TLS_IO_AGAIN call
+ * again with the same buf (at least as many bytes as before): the record
+ * already built is sent first.
  */
 ssize_t tls_write(struct tls *t, const void *buf, size_t len);
+
+/* Send the records tls_write() kept: 0 when none is left, or TLS_IO_*. */
+int tls_flush(struct tls *t);
+
+/* True while records made by tls_write() wait for the socket (poll POLLOUT). */
+bool tls_out_pending(const struct tls *t);
 
 /* Send close_notify (no more data to the client): 0, or TLS_IO_*. */
 int tls_close_write(struct tls *t);

@@ -24,7 +24,7 @@
  *               empty records (-k, default 0)
  *     -s MS     write each record alone, MS milliseconds apart
  *     -p N -w SECS  pause SECS seconds after the first N records, writing
- *               "paused" on stderr when the pause begins (so that
+ *               "paused TIME_NS" on stderr when the pause begins (so that
  *               the server's CPU time can be watched while it waits)
  *     -c        end with close_notify (sealed the same way)
  *     -W SECS   then read what the server sends until it closes, at most
@@ -258,12 +258,16 @@ static const char *read_back(gnutls_session_t session, unsigned secs, unsigned l
     }
 }
 
-/* Send what is sealed, say so on stderr ("paused", which the test waits
- * for before it samples the server's CPU time) and wait SECS seconds. */
+/* Send what is sealed, say so on stderr ("paused T", T the wall-clock time
+ * in nanoseconds, as date +%s%N prints it: the test samples the server's
+ * CPU time within the pause) and wait SECS seconds. */
 static void pause_now(unsigned secs)
 {
+    struct timespec ts;
+
     flush();
-    fputs("paused\n", stderr);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    fprintf(stderr, "paused %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
     fflush(stderr);
     sleep(secs);
 }
