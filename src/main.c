@@ -44,10 +44,15 @@ static double seconds_since(const struct timespec *start)
  */
 static char **exec_environment(const struct peer *p, struct tls *tls)
 {
-    static char vars[14][300];
+    /* On the heap, not static: a session with a TCP backend (the most
+     * common kind) should not carry 4 KiB of it in its private memory. */
+    char(*vars)[300] = malloc(14 * sizeof *vars);
     static char *env[15];
     const struct identity *id = tls_identity(tls);
     size_t n = 0;
+
+    if (vars == NULL)
+        return env; /* an empty environment */
 
 #define ENV_ADD(...) snprintf(vars[n], sizeof vars[n], __VA_ARGS__), env[n] = vars[n], n++
     ENV_ADD("PROTO=TCP");
@@ -81,7 +86,11 @@ static char **exec_environment(const struct peer *p, struct tls *tls)
  * A usage or configuration-file error: the message to stderr if that is not
  * the socket, and to the log.
  */
-static int usage_error(const struct config *cfg, const char *msg, int status)
+/* Not inlined, here and in check(): their buffers would sit in main()'s
+ * frame, under which every connection's steps run, and make each
+ * connection's stack a page deeper (private memory, held all session). */
+__attribute__((noinline)) static int usage_error(const struct config *cfg, const char *msg,
+                                                 int status)
 {
     char reason[600];
 
@@ -95,7 +104,7 @@ static int usage_error(const struct config *cfg, const char *msg, int status)
 }
 
 /* --check: everything a connection would load, plus the costly checks. */
-static int check(const struct config *cfg)
+__attribute__((noinline)) static int check(const struct config *cfg)
 {
     struct backend b;
     struct tls *t;

@@ -864,7 +864,9 @@ ssize_t tls_write(struct tls *t, const void *buf, size_t len)
 
     if (t->out_start < t->out_end)
         return tls_flush(t) == TLS_IO_ERROR ? TLS_IO_ERROR : TLS_IO_AGAIN;
-    t->batching = true;
+    /* What fits in one record is written as it is made: no copy, and an
+     * interactive session never touches the batch buffer. */
+    t->batching = len > gnutls_record_get_max_size(t->session);
     while (done < len) {
         size_t n = len - done;
 
