@@ -602,12 +602,14 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
     if (by_name || cfg->ocsp_file == NULL) {
         if (read_pems(t, cfg, err, errlen) < 0)
             goto fail;
-        if (!by_name && (!pem_has(&t->pem[0], "CERTIFICATE") ||
-                         !pem_has(t->key_pem.data != NULL ? &t->key_pem : &t->pem[0],
-                                  "PRIVATE KEY"))) {
-            snprintf(err, errlen, "cannot load %s: %s", cfg->key_file ? cfg->key_file : cfg->cert_file,
-                     !pem_has(&t->pem[0], "CERTIFICATE") ? "no PEM certificate in it"
-                                                         : "no PEM private key in it");
+        if (!by_name && !pem_has(&t->pem[0], "CERTIFICATE")) {
+            snprintf(err, errlen, "cannot load %s: no PEM certificate in it", cfg->cert_file);
+            goto fail;
+        }
+        if (!by_name && !pem_has(t->key_pem.data != NULL ? &t->key_pem : &t->pem[0],
+                                 "PRIVATE KEY")) {
+            snprintf(err, errlen, "cannot load %s: no PEM private key in it",
+                     cfg->key_file ? cfg->key_file : cfg->cert_file);
             goto fail;
         }
         ret = gnutls_certificate_allocate_credentials(&t->cred);
@@ -862,8 +864,8 @@ ssize_t tls_write(struct tls *t, const void *buf, size_t len)
     size_t done = 0;
     ssize_t r = 0;
 
-    if (t->out_start < t->out_end)
-        return tls_flush(t) == TLS_IO_ERROR ? TLS_IO_ERROR : TLS_IO_AGAIN;
+    if (t->out_start < t->out_end && (r = tls_flush(t)) != 0)
+        return r;
     /* What fits in one record is written as it is made: no copy, and an
      * interactive session never touches the batch buffer. */
     t->batching = len > gnutls_record_get_max_size(t->session);
