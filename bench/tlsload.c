@@ -334,22 +334,13 @@ static int run_conn(long n, double secs, int workers, const char *save, const ch
 }
 
 /* Full duplex: send `bytes` and read `bytes` back at once, checking them. */
-static int run_bulk(unsigned long long bytes)
+/* Connect, shake hands and read the greeting line; any failure ends the
+ * program (bulk and idle have nothing to count without them). */
+static gnutls_session_t open_greeted(int *fdp)
 {
-    static unsigned char pattern[PATTERN_SIZE], buf[CHUNK];
-    unsigned long long sent = 0, got = 0;
-    unsigned int x = 12345;
     gnutls_session_t s;
-    struct pollfd pfd;
-    double t0, t1;
-    int fd, ret, retry = 0, flags;
-    size_t i, len = 0;
+    int ret, fd = tcp_connect();
 
-    for (i = 0; i < PATTERN_SIZE; i++) {
-        x = x * 1103515245 + 12345;
-        pattern[i] = x >> 16;
-    }
-    fd = tcp_connect();
     if (fd < 0)
         die("connect", strerror(errno));
     s = tls_new(fd, 0);
@@ -360,6 +351,26 @@ static int run_bulk(unsigned long long bytes)
         die("handshake", gnutls_strerror(ret));
     if (read_line(s, NULL, NULL, 0) < 0)
         die("greeting", "none");
+    *fdp = fd;
+    return s;
+}
+
+static int run_bulk(unsigned long long bytes)
+{
+    static unsigned char pattern[PATTERN_SIZE], buf[CHUNK];
+    unsigned long long sent = 0, got = 0;
+    unsigned int x = 12345;
+    gnutls_session_t s;
+    struct pollfd pfd;
+    double t0, t1;
+    int fd, retry = 0, flags;
+    size_t i, len = 0;
+
+    for (i = 0; i < PATTERN_SIZE; i++) {
+        x = x * 1103515245 + 12345;
+        pattern[i] = x >> 16;
+    }
+    s = open_greeted(&fd);
     flags = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     t0 = now();
@@ -419,19 +430,9 @@ static int run_idle(void)
 {
     gnutls_session_t s;
     char c;
-    int fd, ret;
+    int fd;
 
-    fd = tcp_connect();
-    if (fd < 0)
-        die("connect", strerror(errno));
-    s = tls_new(fd, 0);
-    do
-        ret = gnutls_handshake(s);
-    while (ret < 0 && !gnutls_error_is_fatal(ret));
-    if (ret < 0)
-        die("handshake", gnutls_strerror(ret));
-    if (read_line(s, NULL, NULL, 0) < 0)
-        die("greeting", "none");
+    s = open_greeted(&fd);
     printf("ready\n");
     fflush(stdout);
     while (read(0, &c, 1) > 0)
