@@ -419,6 +419,7 @@ static int relay(struct conn *c)
     const struct identity *id;
     char sni[300], alpn[300], dn[300], reason[200], program[32];
     int status;
+    bool broke;
 
     if (c->cfg.client_mode)
         backend.tls = c->tls;
@@ -431,7 +432,12 @@ static int relay(struct conn *c)
                        &stop_requested, &res);
     /* The client is done with us: let it go before waiting for a program,
      * and close the program's end (EOF on a socketpair, a hangup on a pty). */
+    /* The alert for a client that broke the protocol goes out before the
+     * close, not overtaken by a reset for what it sent after it. */
+    broke = !c->cfg.client_mode && strcmp(client.how, "protocol-error") == 0;
     if (c->program > 0) {
+        if (broke)
+            peer_linger(&c->peer, LINGER_MS);
         close(0);
         close(1);
         close(c->bfd);
@@ -440,7 +446,7 @@ static int relay(struct conn *c)
     log_msg(LOG_NOTICE,
             "event=close peer=%s version=%s cipher=%s sni=%s alpn=%s resumed=%s "
             "client_cert=%s%s%s%s%s backend=%s to_backend=%llu to_client=%llu duration=%.3f "
-            "client=%s backend=%s end=%s%s%s%s%s%s%s",
+            "client=%s backend=%s end=%s%s%s%s%s%s%s%s%s",
             c->peer.text, tls_version(c->tls), tls_cipher(c->tls),
             log_value(c->cfg.client_mode ? NULL : tls_server_name(c->tls), sni, sizeof sni),
             log_value(tls_alpn(c->tls), alpn, sizeof alpn), tls_resumed(c->tls) ? "yes" : "no",
@@ -448,13 +454,16 @@ static int relay(struct conn *c)
             id->subject[0] ? log_value(id->subject, dn, sizeof dn) : "",
             id->subject[0] ? " client_sha256=" : "", id->sha256, c->backend.text,
             res.to_backend, res.to_client, seconds_since(&c->start), client.how, backend.how,
-            res.end, res.detail[0] ? " reason=" : "",
+            res.end, res.alert != NULL ? " alert=" : "", res.alert != NULL ? res.alert : "",
+            res.detail[0] ? " reason=" : "",
             res.detail[0] ? log_value(res.detail, reason, sizeof reason) : "",
             c->program > 0 ? " program=" : "",
             c->program > 0
                 ? backend_reap(c->program, c->cfg.timeout_close, program, sizeof program)
                 : "",
             c->peer.via[0] ? " via=" : "", c->peer.via);
+    if (broke && c->program <= 0)
+        peer_linger(&c->peer, LINGER_MS);
     return status;
 }
 

@@ -135,10 +135,21 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* e is gone both ways (reset, broken TLS): stop reading it, and drop what
- * was waiting to be written to it. */
-static void end_lost(struct direction *from_e, struct direction *to_e)
+/*
+ * An end is gone both ways (reset, broken TLS): stop reading it, and drop
+ * what was waiting to be written to it. What it sent before stays in
+ * from_e's buffer and is still delivered to the other end. The close line
+ * says how (e->how); a peer that broke the protocol ends the session as a
+ * TLS failure (end=protocol-error, EX_PROTOCOL).
+ */
+static void end_lost(struct relay_end *e, struct direction *from_e, struct direction *to_e,
+                     struct relay_result *res)
 {
+    e->how = e->tls != NULL ? tls_failure(e->tls) : "reset";
+    if (strcmp(e->how, "protocol-error") == 0)
+        res->end = "protocol-error";
+    if (e->tls != NULL && tls_alert_sent(e->tls) != NULL)
+        res->alert = tls_alert_sent(e->tls);
     from_e->reading = false;
     to_e->reading = to_e->writing = false;
     to_e->start = to_e->end = 0;
@@ -173,9 +184,8 @@ static void pump_in(struct direction *d, struct direction *other, long long *act
         } else if (r == TLS_IO_EOF) {
             d->from->how = "eof";
         } else {
-            d->from->how = "reset";
             snprintf(res->detail, sizeof res->detail, "%s", err);
-            end_lost(d, other);
+            end_lost(d->from, d, other, res);
         }
     }
 }
@@ -193,9 +203,8 @@ static void pump_out(struct direction *d, struct direction *other, long long *ac
         if (f == TLS_IO_AGAIN)
             return;
         if (f == TLS_IO_ERROR) {
-            d->to->how = "reset";
             snprintf(res->detail, sizeof res->detail, "%s", tls_error(d->to->tls));
-            end_lost(other, d);
+            end_lost(d->to, other, d, res);
             return;
         }
         *activity = now_ms();
@@ -211,9 +220,8 @@ static void pump_out(struct direction *d, struct direction *other, long long *ac
         }
         if (w == TLS_IO_AGAIN)
             return;
-        d->to->how = "reset";
         snprintf(res->detail, sizeof res->detail, "%s", err);
-        end_lost(other, d);
+        end_lost(d->to, other, d, res);
     }
 }
 
@@ -332,8 +340,9 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
         }
         /* Nothing moved before the deadline: end, naming the timeout. */
         if (n == 0 && !pending) {
-            res->end = deadline == activity + (long long)idle_sec * 1000 ? "idle-timeout"
-                                                                         : "close-timeout";
+            if (strcmp(res->end, "ok") == 0)
+                res->end = deadline == activity + (long long)idle_sec * 1000 ? "idle-timeout"
+                                                                             : "close-timeout";
             if (c2b.reading)
                 client->how = "timeout";
             if (b2c.reading)
@@ -359,5 +368,7 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
         client->how = "closed";
     if (strcmp(backend->how, "open") == 0)
         backend->how = "closed";
+    if (strcmp(res->end, "protocol-error") == 0)
+        status = EX_PROTOCOL;
     return status;
 }

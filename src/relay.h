@@ -18,14 +18,16 @@ struct relay_end {
     int rfd, wfd;
     struct tls *tls; /* NULL: plaintext */
     bool pty;        /* a pseudo-terminal: one fd that cannot be half-closed */
-    const char *how; /* out: how it ended: notify, eof, reset, timeout, closed */
+    const char *how; /* out: how it ended: notify, eof, reset, alert, protocol-error,
+                      * error, timeout, closed, hangup */
 };
 
 struct relay_result {
     unsigned long long to_backend; /* plaintext bytes accepted by the backend side */
     unsigned long long to_client;  /* plaintext bytes accepted by the client side */
-    const char *end;               /* ok, idle-timeout, close-timeout or terminated */
-    char detail[160];              /* the error behind a reset, for the log */
+    const char *end;   /* ok, idle-timeout, close-timeout, terminated, protocol-error */
+    const char *alert; /* the fatal alert sent to the TLS end, or NULL */
+    char detail[160];  /* the error behind a reset or a protocol error, for the log */
 };
 
 /*
@@ -36,7 +38,11 @@ struct relay_result {
  * moving, or close_sec seconds after one direction closed while the other
  * stays open, or when *stop is set by a signal handler (end=terminated).
  * Memory is bounded by two fixed buffers.
- * Returns 0, or EX_TEMPFAIL when a timeout or a signal ended the relay.
+ * An end whose TLS broke the protocol is sent the alert its error calls for
+ * and is not read any more: the bytes it sent before the error are still
+ * delivered (end=protocol-error).
+ * Returns 0, EX_TEMPFAIL when a timeout or a signal ended the relay, or
+ * EX_PROTOCOL after a protocol error.
  */
 int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
               unsigned close_sec, const volatile sig_atomic_t *stop, struct relay_result *res);

@@ -86,6 +86,9 @@ struct tls {
     size_t out_start, out_end; /* records made, not yet written to wfd */
     unsigned char *out;        /* TLS_OUT_BUF bytes, or NULL until the first batch */
     bool batching;             /* inside tls_write(): push() collects records */
+    const char *failure;       /* after TLS_IO_ERROR: reset, alert, protocol-error, error */
+    const char *alert_sent;    /* the fatal alert we sent, or NULL */
+    char alert_name[40];       /* its name, as RFC 8446 writes it */
 };
 
 /*
@@ -199,6 +202,102 @@ static int set_error(struct tls *t, const char *what, int ret)
         snprintf(t->error, sizeof t->error, "%s: %s", what, gnutls_strerror(ret));
     return TLS_IO_ERROR;
 }
+
+/*
+ * How long a fatal alert may wait for room in the socket: the peer that
+ * broke the protocol is told why if it reads at all, and never holds the
+ * process (nor the relay) longer than this.
+ */
+#define ALERT_WAIT_MS 1000
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An alert's name as RFC 8446 writes it (unexpected_message): GnuTLS's
+ * GNUTLS_A_UNEXPECTED_MESSAGE, lower case, without the prefix. */
+static void alert_name(gnutls_alert_description_t desc, char *out, size_t len)
+{
+    const char *s = gnutls_alert_get_strname(desc);
+    size_t i;
+
+    if (s == NULL)
+        s = "unknown";
+    if (strncmp(s, "GNUTLS_A_", 9) == 0)
+        s += 9;
+    for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+        out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+    out[i] = '\0';
+}
+
+/*
+ * Send one fatal alert, waiting (at most ALERT_WAIT_MS) while the socket is
+ * full. A record GnuTLS had half sent goes first (a call after
+ * GNUTLS_E_AGAIN completes it: the alert needs a second call then).
+ */
+static void send_alert(struct tls *t, gnutls_alert_description_t desc)
+{
+    long long until = now_ms() + ALERT_WAIT_MS;
+    int calls = t->send_pending > 0 ? 2 : 1, r;
+
+    t->batching = false;
+    t->send_pending = 0;
+    while (calls > 0) {
+        struct pollfd pfd = {.fd = t->wfd, .events = POLLOUT};
+        long long left;
+
+        r = gnutls_alert_send(t->session, GNUTLS_AL_FATAL, desc);
+        if (r == 0) {
+            calls--;
+            continue;
+        }
+        if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED)
+            return;
+        left = until - now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return;
+    }
+    alert_name(desc, t->alert_name, sizeof t->alert_name);
+    t->alert_sent = t->alert_name;
+}
+
+/*
+ * The alert a fatal error calls for (RFC 8446, 6.2), as GnuTLS maps it,
+ * except where its default (internal_error) would blame us for the peer's
+ * doing: too many key updates or empty records in a row are messages the
+ * peer should not have sent (unexpected_message).
+ */
+static gnutls_alert_description_t alert_for(int err)
+{
+    if (err == GNUTLS_E_TOO_MANY_HANDSHAKE_PACKETS || err == GNUTLS_E_TOO_MANY_EMPTY_PACKETS)
+        return GNUTLS_A_UNEXPECTED_MESSAGE;
+    return (gnutls_alert_description_t)gnutls_error_to_alert(err, NULL);
+}
+
+/*
+ * A fatal error ends the session. Which kind (t->failure, for the log):
+ * the transport failed (reset: nobody to tell), the peer ended it with a
+ * fatal alert of its own (alert: RFC 8446 says close, do not answer), or
+ * what came broke the protocol, or our side failed: then the peer is told
+ * with the alert the error calls for, while the transport still takes it.
+ */
+static int fail(struct tls *t, const char *what, int ret)
+{
+    if (ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR) {
+        t->failure = "reset";
+    } else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+        t->failure = "alert";
+    } else {
+        t->failure = strcmp(what, "read") == 0 ? "protocol-error" : "error";
+        send_alert(t, alert_for(ret));
+    }
+    return set_error(t, what, ret);
+}
+
 
 /*
  * Credentials from -p / --key, without GnuTLS's sign-and-verify key match
@@ -734,13 +833,6 @@ void tls_attach(struct tls *t, int rfd, int wfd)
     t->wfd = wfd;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*
  * The client's identity holds for resumed sessions too: check it here when
@@ -814,8 +906,11 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
         /* A reason set by our own hooks (--sni-strict) says more than GnuTLS's. */
         if (t->error[0] == '\0')
             set_error(t, "handshake", ret);
-        /* Tell the client why, in a TLS alert: never in clear text. */
-        gnutls_alert_send_appropriate(t->session, ret);
+        /* Tell the client why, in a TLS alert: never in clear text (and
+         * not to a peer whose transport failed or that sent its own). */
+        if (ret != GNUTLS_E_PULL_ERROR && ret != GNUTLS_E_PUSH_ERROR &&
+            ret != GNUTLS_E_FATAL_ALERT_RECEIVED)
+            send_alert(t, alert_for(ret));
         return TLS_HANDSHAKE_FAILED;
     }
 }
@@ -842,13 +937,14 @@ ssize_t tls_read(struct tls *t, void *buf, size_t len)
             return TLS_IO_EOF;
         case GNUTLS_E_REHANDSHAKE:
             /* TLS 1.2 renegotiation: refused, and the connection ends. */
-            gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_NO_RENEGOTIATION);
+            send_alert(t, GNUTLS_A_NO_RENEGOTIATION);
+            t->failure = "protocol-error";
             snprintf(t->error, sizeof t->error, "renegotiation refused");
             return TLS_IO_ERROR;
         default:
             if (!gnutls_error_is_fatal((int)r))
                 continue;
-            return set_error(t, "read", (int)r);
+            return fail(t, "read", (int)r);
         }
     }
 }
@@ -890,13 +986,14 @@ ssize_t tls_write(struct tls *t, const void *buf, size_t len)
     t->batching = false;
     if (drain_out(t) < 0 && errno != EAGAIN && errno != EINTR) {
         snprintf(t->error, sizeof t->error, "write: %s", strerror(errno));
+        t->failure = "reset";
         return TLS_IO_ERROR;
     }
     if (done > 0)
         return (ssize_t)done;
     if (r == GNUTLS_E_AGAIN)
         return TLS_IO_AGAIN;
-    return set_error(t, "write", (int)r);
+    return fail(t, "write", (int)r);
 }
 
 int tls_flush(struct tls *t)
@@ -906,6 +1003,7 @@ int tls_flush(struct tls *t)
     if (errno == EAGAIN || errno == EINTR)
         return TLS_IO_AGAIN;
     snprintf(t->error, sizeof t->error, "write: %s", strerror(errno));
+    t->failure = "reset";
     return TLS_IO_ERROR;
 }
 
@@ -924,7 +1022,7 @@ int tls_close_write(struct tls *t)
     if (r == GNUTLS_E_AGAIN)
         return TLS_IO_AGAIN;
     if (r < 0)
-        return set_error(t, "close_notify", r);
+        return fail(t, "close_notify", r);
     return 0;
 }
 
@@ -1012,6 +1110,16 @@ void tls_proxy_facts(struct tls *t, struct proxy_tls *f)
 bool tls_wants_write(struct tls *t)
 {
     return gnutls_record_get_direction(t->session) == 1;
+}
+
+const char *tls_failure(const struct tls *t)
+{
+    return t->failure != NULL ? t->failure : "error";
+}
+
+const char *tls_alert_sent(const struct tls *t)
+{
+    return t->alert_sent;
 }
 
 const char *tls_error(const struct tls *t)

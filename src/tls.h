@@ -110,6 +110,20 @@ bool tls_wants_write(struct tls *t);
 /* Why the last call failed, for the log line. */
 const char *tls_error(const struct tls *t);
 
+/*
+ * After TLS_IO_ERROR, what kind of end it was, for the close line:
+ *   "reset"           the transport failed (a TCP reset, EPIPE): nothing sent
+ *   "alert"           the peer sent a fatal alert: nothing sent back
+ *   "protocol-error"  what the peer sent broke TLS (or asked for a
+ *                     renegotiation): the fatal alert the error calls for
+ *                     was sent, as far as the socket took it
+ *   "error"           a failure on our side: an alert was sent too
+ */
+const char *tls_failure(const struct tls *t);
+
+/* The name of the fatal alert we sent (illegal_parameter...), or NULL. */
+const char *tls_alert_sent(const struct tls *t);
+
 /* Facts for the log line, valid after the handshake. */
 const char *tls_version(struct tls *t);
 const char *tls_cipher(struct tls *t);

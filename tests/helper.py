@@ -64,6 +64,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import select
 import socket
 import ssl
@@ -785,6 +786,13 @@ class Client:
                 return True
             except ssl.SSLEOFError:
                 self.status["eof"] = True
+                return True
+            except ssl.SSLError as e:
+                # A fatal alert from the server: its name as OpenSSL
+                # gives it (SSLV3_ALERT_BAD_RECORD_MAC -> bad_record_mac).
+                self.status["alert"] = re.sub(r"^(SSLV3|TLSV1)_ALERT_", "",
+                                              e.reason or str(e)).lower()
+                self.status.setdefault("at_alert", time.time())
                 return True
             if not d:
                 self.status["close_notify"] = True
