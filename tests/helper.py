@@ -53,6 +53,13 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
               [--version N] [--length N] OUT
       Writes a PROXY header (v2: --version/--length override the fields,
       for malformed ones).
+  helper.py tlsbad --listen PORT --cert F --key F --ready FILE --log FILE
+              --garbage FILE
+      A TLS server (for tlsfilter -c) that breaks the protocol: for each
+      connection, after the handshake, it sends "hello\n", then the raw
+      bytes of FILE on the socket, then reads: logs "accept", then "alert
+      NAME" (the alert the client sent, as OpenSSL names it), "eof",
+      "close_notify" or "reset", and "recv n=N" (application bytes).
   helper.py craft sslv2|sslv3 OUT   an SSLv2-format / SSLv3-only ClientHello
   helper.py gen SIZE SEED OUT     deterministic pseudo-random file
   helper.py records FILE [--only TYPE]...
@@ -1000,6 +1007,48 @@ def ppclient(a):
     sys.stdout.write("\n")
 
 
+def tlsbad(a):
+    """A TLS server that sends garbage after the handshake (see above)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(a.cert, a.key)
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", int(a.listen)))
+    lsock.listen(8)
+    with open(a.ready, "w") as f:
+        f.write("ready\n")
+    with open(a.garbage, "rb") as f:
+        garbage = f.read()
+    while True:
+        sock, peer = lsock.accept()
+        log = open(a.log, "a", buffering=1)
+        log.write("accept peer=%s:%d\n" % peer)
+        n = 0
+        try:
+            conn = ctx.wrap_socket(sock, server_side=True)
+            conn.settimeout(10)
+            conn.sendall(b"hello\n")
+            os.write(conn.fileno(), garbage)
+            while True:
+                d = conn.recv(65536)
+                if not d:
+                    log.write("close_notify\n")
+                    break
+                n += len(d)
+        except ssl.SSLEOFError:
+            log.write("eof\n")
+        except ssl.SSLError as e:
+            log.write("alert %s\n" % re.sub(r"^(SSLV3|TLSV1)_ALERT_", "",
+                                            e.reason or str(e)).lower())
+        except ConnectionResetError:
+            log.write("reset\n")
+        except OSError as e:
+            log.write("error %s\n" % e)
+        log.write("recv n=%d\n" % n)
+        log.close()
+        sock.close()
+
+
 def gen(a):
     r = random.Random(a.seed)
     left = a.size
@@ -1137,6 +1186,9 @@ def main():
     h.add_argument("--tlv", action="append", default=[])
     h.add_argument("--version", type=int, default=2)
     h.add_argument("--length", type=int)
+    t = sub.add_parser("tlsbad")
+    for opt in ("--listen", "--cert", "--key", "--ready", "--log", "--garbage"):
+        t.add_argument(opt, required=True)
     k = sub.add_parser("craft")
     k.add_argument("kind", choices=["sslv2", "sslv3"])
     k.add_argument("out")
@@ -1147,7 +1199,7 @@ def main():
     a = p.parse_args()
     sys.exit({"serve": serve, "client": client, "gen": gen,
               "records": records, "craft": craft, "ppclient": ppclient,
-              "pphdr": pphdr}[a.cmd](a))
+              "pphdr": pphdr, "tlsbad": tlsbad}[a.cmd](a))
 
 
 if __name__ == "__main__":
