@@ -800,7 +800,7 @@ class Client:
                 self.status["alert"] = re.sub(r"^(SSLV3|TLSV1)_ALERT_", "",
                                               e.reason or str(e)).lower()
                 self.status.setdefault("at_alert", time.time())
-                return True
+                raise
             if not d:
                 self.status["close_notify"] = True
                 self.status.setdefault("at_close_notify", time.time())
