@@ -19,14 +19,16 @@
 /*
  * The default priority: TLS 1.2 and 1.3 only, AEAD ciphers only, ECDHE only
  * (no RSA key exchange, no finite-field groups: a client offering only
- * FFDHE8192 would cost the server a CPU-second), X25519 first, and the
- * server's order wins.
+ * FFDHE8192 would cost the server a CPU-second), X25519 first, then P-256,
+ * P-384, X448 and P-521 (so that a client offering only one of the last two
+ * is served too), and the server's order wins.
  */
 #define OPTIONS_DEFAULT_PRIORITY                                  \
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                  \
     ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"   \
     ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"             \
     ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1" \
+    ":+GROUP-X448:+GROUP-SECP521R1"                               \
     ":%SERVER_PRECEDENCE"
 
 /* Ticket lifetime without -t: GnuTLS's own default, 6 hours. */
