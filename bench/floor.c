@@ -33,8 +33,7 @@
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                  \
     ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"   \
     ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"             \
-    ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1" \
-    ":+GROUP-X448:+GROUP-SECP521R1"                               \
+    ":-GROUP-ALL:+GROUP-X25519:+GROUP-EC-ALL"                     \
     ":%SERVER_PRECEDENCE"
 
 static unsigned char c2b[BUF_SIZE], b2c[BUF_SIZE];
