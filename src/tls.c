@@ -86,6 +86,11 @@ struct tls {
     size_t out_start, out_end; /* records made, not yet written to wfd */
     unsigned char *out;        /* TLS_OUT_BUF bytes, or NULL until the first batch */
     bool batching;             /* inside tls_write(): push() collects records */
+    bool watching;             /* a server handshake runs: see early_data() */
+    bool early;                /* ... and it saw application data: refused */
+    unsigned char rec_hdr[5];  /* the record header being given to GnuTLS */
+    size_t rec_have;           /* bytes of it so far */
+    size_t rec_left;           /* body bytes of the current record still to come */
     const char *failure;       /* after TLS_IO_ERROR: reset, alert, protocol-error, error */
     const char *alert_sent;    /* the fatal alert we sent, or NULL */
     char alert_name[40];       /* its name, as RFC 8446 writes it */
@@ -108,6 +113,62 @@ static ssize_t keep_eof(struct tls *t, ssize_t r, size_t len)
     return r;
 }
 
+/*
+ * TLS 1.2 allows no application data before the handshake is done, yet
+ * GnuTLS skips an empty record of any type there and waits for the next
+ * one (lib/record.c, _gnutls_recv_in_buffers(), 3.7.9): a client that sends
+ * an empty application-data record where its Finished should come, and
+ * then waits, would hold the handshake until --timeout-handshake. So while
+ * a server handshake runs, the headers of the records pull() gives GnuTLS
+ * are followed (the bodies are counted, not looked at): under TLS 1.2, one
+ * of type application_data (23) ends the handshake at once with an
+ * unexpected_message alert. Not under TLS 1.3, where every encrypted
+ * record says application_data outside (GnuTLS checks the inner type
+ * itself and refuses data at once), nor before a version is agreed on
+ * (GnuTLS refuses it), nor after an SSLv2-format hello (other framing).
+ * True when such a record begins within the n bytes at p.
+ */
+static bool early_data(struct tls *t, const unsigned char *p, size_t n)
+{
+    size_t i = 0, k;
+    int v;
+
+    while (i < n) {
+        if (t->rec_left > 0) {
+            k = n - i < t->rec_left ? n - i : t->rec_left;
+            i += k;
+            t->rec_left -= k;
+            continue;
+        }
+        if (t->rec_have == 0 && (p[i] & 0x80) != 0) {
+            t->watching = false; /* an SSLv2-format hello */
+            return false;
+        }
+        t->rec_hdr[t->rec_have++] = p[i++];
+        if (t->rec_have < sizeof t->rec_hdr)
+            continue;
+        t->rec_have = 0;
+        t->rec_left = (size_t)t->rec_hdr[3] << 8 | t->rec_hdr[4];
+        if (t->rec_hdr[0] != 23)
+            continue;
+        v = (int)gnutls_protocol_get_version(t->session);
+        if (v != GNUTLS_TLS1_3 && v != GNUTLS_VERSION_UNKNOWN)
+            return true;
+    }
+    return false;
+}
+
+/* What pull() gives GnuTLS: r bytes at buf, or refused (see early_data()). */
+static ssize_t give(struct tls *t, const void *buf, ssize_t r)
+{
+    if (t->watching && r > 0 && early_data(t, buf, (size_t)r)) {
+        t->early = true;
+        errno = EPROTO;
+        return -1;
+    }
+    return r;
+}
+
 static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
     struct tls *t = p;
@@ -119,7 +180,7 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
         if (t->in == NULL && len < TLS_IN_BUF)
             t->in = malloc(TLS_IN_BUF);
         if (t->in == NULL || len >= TLS_IN_BUF)
-            return keep_eof(t, read(t->rfd, buf, len), len);
+            return give(t, buf, keep_eof(t, read(t->rfd, buf, len), len));
         r = read(t->rfd, t->in, TLS_IN_BUF);
         if (r <= 0)
             return keep_eof(t, r, len);
@@ -129,7 +190,7 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
     n = len < t->in_end - t->in_start ? len : t->in_end - t->in_start;
     memcpy(buf, t->in + t->in_start, n);
     t->in_start += n;
-    return (ssize_t)n;
+    return give(t, buf, (ssize_t)n);
 }
 
 /* Write what tls_write() collected: 0 when all of it went, else -1 with
@@ -856,10 +917,19 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
     long long deadline = now_ms() + (long long)timeout_sec * 1000;
     int ret;
 
+    t->watching = t->cfg != NULL && !t->cfg->client_mode;
     for (;;) {
         ret = gnutls_handshake(t->session);
-        if (ret == 0)
+        if (ret == 0) {
+            t->watching = false;
             return after_handshake(t);
+        }
+        if (t->early) {
+            snprintf(t->error, sizeof t->error,
+                     "handshake: application data before the handshake was done");
+            send_alert(t, GNUTLS_A_UNEXPECTED_MESSAGE);
+            return TLS_HANDSHAKE_FAILED;
+        }
         if (ret == GNUTLS_E_AGAIN && t->read_eof) {
             snprintf(t->error, sizeof t->error, "handshake: the peer closed the connection");
             return TLS_HANDSHAKE_FAILED;
