@@ -22,6 +22,8 @@
 #           testssl.sh (the TLS conformance scan of testssl.test)
 #           valgrind (callgrind-budget.test and make bench's instruction
 #           counts) stunnel4 (make bench compares tlsfilter with it)
+#           python3-aiosmtpd (a real SMTP server behind --starttls smtp,
+#           starttls-smtp.test, next to the private Postfix)
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
@@ -29,7 +31,7 @@ libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
 util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
 cppcheck clang libclang-rt-14-dev haproxy postfix swaks libnet-ssleay-perl testssl.sh
-valgrind stunnel4"
+valgrind stunnel4 python3-aiosmtpd"
 
 missing=
 for p in $PKGS; do

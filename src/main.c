@@ -4,6 +4,11 @@
  *   options -> log -> credentials -> peer -> resolve backend -> drop privileges
  *   -> TLS handshake -> connect backend -> relay -> summary line -> exit
  *
+ * With --starttls the backend comes before TLS:
+ *
+ *   ... drop privileges -> connect backend -> plaintext phase (starttls.c)
+ *   -> TLS handshake -> relay -> summary line -> exit
+ *
  * Each step that fails writes one log line naming the peer and the reason,
  * and exits with its <sysexits.h> status, listed in tlsfilter(8).
  */
@@ -28,6 +33,7 @@
 #include "privs.h"
 #include "proxy.h"
 #include "relay.h"
+#include "starttls.h"
 #include "tls.h"
 
 static double seconds_since(const struct timespec *start)
@@ -42,7 +48,7 @@ static double seconds_since(const struct timespec *start)
  * The environment of an exec'd program, in the names its peers use:
  * stunnel's, ucspi-tcp's and mod_ssl's. Only what is known is set.
  */
-static char **exec_environment(const struct peer *p, struct tls *tls)
+static char **exec_environment(const struct peer *p, struct tls *tls, bool tls_on)
 {
     /* On the heap, not static: a session with a TCP backend (the most
      * common kind) should not carry 4 KiB of it in its private memory. */
@@ -69,10 +75,13 @@ static char **exec_environment(const struct peer *p, struct tls *tls)
         if (p->local_port[0])
             ENV_ADD("TCPLOCALPORT=%s", p->local_port);
     }
-    ENV_ADD("SSL_PROTOCOL=%s", tls_protocol(tls));
-    ENV_ADD("SSL_CIPHER=%s", tls_suite(tls));
-    ENV_ADD("SSL_CLIENT_VERIFY=%s", id->verify);
-    if (id->subject[0]) {
+    /* --starttls: the program starts before TLS, and knows nothing of it. */
+    if (tls_on) {
+        ENV_ADD("SSL_PROTOCOL=%s", tls_protocol(tls));
+        ENV_ADD("SSL_CIPHER=%s", tls_suite(tls));
+        ENV_ADD("SSL_CLIENT_VERIFY=%s", id->verify);
+    }
+    if (tls_on && id->subject[0]) {
         ENV_ADD("SSL_CLIENT_S_DN=%s", id->subject);
         ENV_ADD("SSL_CLIENT_I_DN=%s", id->issuer);
         ENV_ADD("SSL_CLIENT_CERT_SHA256=%s", id->sha256);
@@ -190,6 +199,12 @@ struct conn {
     int bfd;       /* the backend: socket, socketpair or pty */
     pid_t program; /* -l: the program's pid */
     struct timespec start;
+    bool tls_on;        /* the client's side speaks TLS (always, without --starttls) */
+    bool ended;         /* --starttls: the conversation ended before TLS */
+    struct starttls st; /* --starttls: the plaintext phase's state */
+    struct starttls_result *sr;
+    unsigned char early[PROXY_HEADER_MAX]; /* --starttls: client bytes read with the */
+    size_t n_early;                        /* PROXY header, plaintext for the phase */
 };
 
 /* Secrets first: credentials are read before anything else happens. */
@@ -282,7 +297,12 @@ static int read_proxy_header(struct conn *c)
 
     switch (peer_read_proxy(&c->peer, c->cfg.timeout_handshake, rest, &n, err, sizeof err)) {
     case 1:
-        tls_preload(c->tls, rest, n);
+        if (c->cfg.starttls) {
+            memcpy(c->early, rest, n);
+            c->n_early = n;
+        } else {
+            tls_preload(c->tls, rest, n);
+        }
         return 0;
     case 0:
         log_msg(LOG_INFO, "event=health-check peer=%s", c->peer.text);
@@ -370,14 +390,17 @@ static int send_proxy_header(struct conn *c, char *err, size_t errlen)
     unsigned char hdr[PROXY_HEADER_MAX];
     struct proxy_tls facts;
     const struct peer *p = &c->peer;
+    bool with_tls;
     int n;
 
     /* Only v2 carries them: v1 is spared parsing the certificates. */
-    if (c->cfg.proxy_protocol == 2)
+    /* With --starttls the header goes before TLS: no TLS facts then. */
+    with_tls = c->cfg.proxy_protocol == 2 && c->tls_on;
+    if (with_tls)
         tls_proxy_facts(c->tls, &facts);
     n = proxy_build(c->cfg.proxy_protocol, p->known ? p->addr : NULL, p->port,
                     p->local_addr[0] ? p->local_addr : NULL, p->local_port,
-                    c->cfg.proxy_protocol == 2 ? &facts : NULL, hdr, sizeof hdr);
+                    with_tls ? &facts : NULL, hdr, sizeof hdr);
     if (n < 0) {
         snprintf(err, errlen, "PROXY header too long");
     } else if (backend_send(c->bfd, hdr, (size_t)n, c->cfg.timeout_connect, err, errlen) == 0) {
@@ -393,8 +416,8 @@ static int open_backend(struct conn *c)
     char err[512], reason[600];
 
     if (c->cfg.exec_path != NULL)
-        c->bfd = backend_spawn(&c->cfg, exec_environment(&c->peer, c->tls), &c->program, err,
-                               sizeof err);
+        c->bfd = backend_spawn(&c->cfg, exec_environment(&c->peer, c->tls, c->tls_on),
+                               &c->program, err, sizeof err);
     else
         c->bfd = backend_connect(&c->backend, c->cfg.timeout_connect, err, sizeof err);
     if (c->bfd >= 0 && c->cfg.proxy_protocol)
@@ -404,10 +427,75 @@ static int open_backend(struct conn *c)
     log_msg(LOG_ERR, "event=backend-failed peer=%s backend=%s reason=%s", c->peer.text,
             c->backend.text, log_value(err, reason, sizeof reason));
     if (!c->cfg.client_mode) {
-        tls_close_write(c->tls);
+        /* --starttls: the client hears it in its protocol, in clear. */
+        if (c->tls_on)
+            tls_close_write(c->tls);
+        else if (write(1, starttls_unavailable(c->cfg.starttls),
+                       strlen(starttls_unavailable(c->cfg.starttls))) < 0)
+            errno = 0; /* the client is gone: nothing more to tell it */
         peer_linger(&c->peer, LINGER_MS);
     }
     return EX_UNAVAILABLE;
+}
+
+/*
+ * --starttls: the plaintext conversation up to STARTTLS, the upgrade, or
+ * the end. Bytes the client sent after STARTTLS and before TLS are thrown
+ * away and counted (discarded=N), with a notice naming the peer.
+ */
+static int plaintext_phase(struct conn *c)
+{
+    static struct starttls_result sr;
+    char reason[300], err[160];
+
+    c->sr = &sr;
+    starttls_init(&c->st, c->cfg.starttls, !c->cfg.starttls_optional);
+    switch (starttls_run(&c->st, c->bfd, c->early, c->n_early, c->cfg.timeout_handshake,
+                         c->peer.text, &sr)) {
+    case STARTTLS_GO_TLS:
+        if (sr.discarded > 0)
+            log_msg(LOG_NOTICE,
+                    "event=discarded peer=%s starttls=%s discarded=%llu reason=\"bytes after "
+                    "STARTTLS, before TLS: never relayed\"",
+                    c->peer.text, starttls_proto_name(c->cfg.starttls), sr.discarded);
+        tls_preload(c->tls, sr.pre, sr.n_pre);
+        return 0;
+    case STARTTLS_GO_PLAIN:
+        /* Opportunistic: what is left of both sides, then the relay in clear
+         * (which sees a side that failed here as gone). */
+        if (sr.n_pre > 0 && backend_send(c->bfd, sr.pre, sr.n_pre, c->cfg.timeout_connect, err,
+                                         sizeof err) == 0)
+            sr.to_backend += sr.n_pre;
+        if (sr.n_back > 0 &&
+            backend_send(1, sr.back, sr.n_back, c->cfg.timeout_connect, err, sizeof err) == 0)
+            sr.to_client += sr.n_back;
+        return 0;
+    case STARTTLS_ENDED:
+        c->ended = true;
+        return 0;
+    case STARTTLS_FAILED:
+    default:
+        log_msg(sr.status == EX_UNAVAILABLE ? LOG_ERR : LOG_WARNING,
+                "event=starttls-failed peer=%s starttls=%s backend=%s discarded=%llu "
+                "refused=%u reason=%s",
+                c->peer.text, starttls_proto_name(c->cfg.starttls), c->backend.text,
+                sr.discarded, sr.refusals, log_value(sr.reason, reason, sizeof reason));
+        if (sr.status == EX_PROTOCOL)
+            peer_linger(&c->peer, LINGER_MS);
+        return sr.status;
+    }
+}
+
+/* --starttls: the handshake, when the client asked for it. */
+static int upgrade(struct conn *c)
+{
+    int status;
+
+    if (c->ended || c->st.state == STARTTLS_S_HANDOVER)
+        return 0;
+    status = handshake(c);
+    c->tls_on = status == 0;
+    return status;
 }
 
 /* Relay until both directions are closed, then the summary line. */
@@ -419,17 +507,31 @@ static int relay(struct conn *c)
     const struct identity *id;
     char sni[300], alpn[300], dn[300], reason[200], program[32];
     int status;
-    bool broke;
+    bool broke, tls_on = c->tls_on || c->cfg.client_mode;
 
     if (c->cfg.client_mode)
         backend.tls = c->tls;
-    else
+    else if (c->tls_on)
         client.tls = c->tls;
     /* The handshake's buffers are freed: give their pages back, so that an
      * idle session (IMAP IDLE for hours) holds only what it uses. */
     malloc_trim(0);
-    status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close,
-                       &stop_requested, &res);
+    if (c->ended) {
+        /* --starttls: the conversation ended in clear, before any relay. */
+        memset(&res, 0, sizeof res);
+        res.end = "ok";
+        client.how = c->sr->client_how;
+        backend.how = c->sr->backend_how;
+        snprintf(res.detail, sizeof res.detail, "%s", c->sr->reason);
+        status = 0;
+    } else {
+        status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close,
+                           &stop_requested, &res);
+    }
+    if (c->sr != NULL) {
+        res.to_backend += c->sr->to_backend;
+        res.to_client += c->sr->to_client;
+    }
     /* The client is done with us: let it go before waiting for a program,
      * and close the program's end (EOF on a socketpair, a hangup on a pty). */
     /* The alert for a client that broke the protocol goes out before the
@@ -446,15 +548,18 @@ static int relay(struct conn *c)
     log_msg(LOG_NOTICE,
             "event=close peer=%s version=%s cipher=%s sni=%s alpn=%s resumed=%s "
             "client_cert=%s%s%s%s%s backend=%s to_backend=%llu to_client=%llu duration=%.3f "
-            "client=%s backend=%s end=%s%s%s%s%s%s%s%s%s",
-            c->peer.text, tls_version(c->tls), tls_cipher(c->tls),
-            log_value(c->cfg.client_mode ? NULL : tls_server_name(c->tls), sni, sizeof sni),
-            log_value(tls_alpn(c->tls), alpn, sizeof alpn), tls_resumed(c->tls) ? "yes" : "no",
-            id->verify, id->subject[0] ? " client_dn=" : "",
+            "client=%s backend=%s end=%s tls=%s discarded=%llu%s%s%s%s%s%s%s%s",
+            c->peer.text, tls_on ? tls_version(c->tls) : "-", tls_on ? tls_cipher(c->tls) : "-",
+            log_value(c->cfg.client_mode || !tls_on ? NULL : tls_server_name(c->tls), sni,
+                      sizeof sni),
+            log_value(tls_on ? tls_alpn(c->tls) : NULL, alpn, sizeof alpn),
+            tls_on && tls_resumed(c->tls) ? "yes" : "no", id->verify,
+            id->subject[0] ? " client_dn=" : "",
             id->subject[0] ? log_value(id->subject, dn, sizeof dn) : "",
             id->subject[0] ? " client_sha256=" : "", id->sha256, c->backend.text,
             res.to_backend, res.to_client, seconds_since(&c->start), client.how, backend.how,
-            res.end, res.alert != NULL ? " alert=" : "", res.alert != NULL ? res.alert : "",
+            res.end, tls_on ? "yes" : "no", c->sr != NULL ? c->sr->discarded : 0ULL,
+            res.alert != NULL ? " alert=" : "", res.alert != NULL ? res.alert : "",
             res.detail[0] ? " reason=" : "",
             res.detail[0] ? log_value(res.detail, reason, sizeof reason) : "",
             c->program > 0 ? " program=" : "",
@@ -474,20 +579,44 @@ static int client_handshake(struct conn *c)
     return handshake(c);
 }
 
+/* Implicit TLS: the client speaks TLS once the handshake is done. */
+static int implicit_handshake(struct conn *c)
+{
+    int status = handshake(c);
+
+    c->tls_on = status == 0;
+    return status;
+}
+
 typedef int step_fn(struct conn *);
 
 /* Server mode: only a client that completed the handshake reaches the backend. */
 static step_fn *const server_steps[] = {load_credentials, identify_peer,   check_access,
-                                        resolve_backend,  drop_privileges, handshake,
+                                        resolve_backend,  drop_privileges, implicit_handshake,
                                         open_backend,     relay,           NULL};
+/* --starttls: the backend first, then its plaintext, then (maybe) TLS. */
+static step_fn *const starttls_steps[] = {
+    load_credentials, identify_peer,   check_access, resolve_backend, drop_privileges,
+    open_backend,     plaintext_phase, upgrade,      relay,           NULL};
 /*
  * --accept-proxy: the balancer is checked before anything is read; the
  * header is read with privileges dropped, and TCP wrappers judge the
  * address it carries.
  */
 static step_fn *const proxy_steps[] = {
-    load_credentials, check_balancer, resolve_backend, drop_privileges, read_proxy_header,
-    check_access,     handshake,      open_backend,    relay,           NULL};
+    load_credentials, check_balancer,     resolve_backend, drop_privileges, read_proxy_header,
+    check_access,     implicit_handshake, open_backend,    relay,           NULL};
+static step_fn *const proxy_starttls_steps[] = {load_credentials,
+                                                check_balancer,
+                                                resolve_backend,
+                                                drop_privileges,
+                                                read_proxy_header,
+                                                check_access,
+                                                open_backend,
+                                                plaintext_phase,
+                                                upgrade,
+                                                relay,
+                                                NULL};
 /* Client mode (-c): plaintext on fd 0/1, TLS towards the server. */
 static step_fn *const client_steps[] = {load_credentials, identify_peer,   check_access,
                                         resolve_backend,  drop_privileges, open_backend,
@@ -549,7 +678,12 @@ int main(int argc, char **argv)
         log_msg(LOG_NOTICE, "event=note reason=\"%s\"", c.cfg.notes[i]);
 
     /* The life of one connection, each step logging its own failure. */
-    steps = c.cfg.client_mode ? client_steps : c.cfg.accept_proxy ? proxy_steps : server_steps;
+    if (c.cfg.client_mode)
+        steps = client_steps;
+    else if (c.cfg.starttls)
+        steps = c.cfg.accept_proxy ? proxy_starttls_steps : starttls_steps;
+    else
+        steps = c.cfg.accept_proxy ? proxy_steps : server_steps;
     for (i = 0; steps[i] != NULL; i++) {
         status = steps[i](&c);
         if (status != 0)

@@ -12,6 +12,7 @@
 #include "options.h"
 #include "conffile.h"
 #include "proxy.h"
+#include "starttls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -68,7 +69,14 @@ const char options_usage[] =
     "      --proxy-protocol v1|v2  send a PROXY header to the backend (-r)\n"
     "      --accept-proxy       read a PROXY header (v1 or v2) before TLS ...\n"
     "      --proxy-from ADDR[/PREFIX]  ... from these balancers only (repeatable)\n"
-    "      --timeout-handshake SECS  (default 30)\n"
+    "      --starttls smtp|imap|pop3  plaintext first: relay the backend's\n"
+    "                           protocol, answer STARTTLS (STLS), then TLS\n"
+    "                           (ports 25, 587, 143, 110)\n"
+    "      --starttls-optional  a client that never sends STARTTLS is relayed\n"
+    "                           in clear (port 25); default: it must upgrade\n"
+    "      --starttls-required  the default: nothing but the upgrade before TLS\n"
+    "      --timeout-handshake SECS  (default 30; with --starttls, the plaintext\n"
+    "                           phase has as long again)\n"
     "      --timeout-connect SECS    (default 10)\n"
     "      --timeout-idle SECS       (default 1860)\n"
     "      --timeout-close SECS      (default 60)\n"
@@ -104,6 +112,9 @@ enum {
     OPT_PROXY_PROTOCOL,
     OPT_ACCEPT_PROXY,
     OPT_PROXY_FROM,
+    OPT_STARTTLS,
+    OPT_STARTTLS_OPTIONAL,
+    OPT_STARTTLS_REQUIRED,
 };
 
 static const struct option long_options[] = {
@@ -145,6 +156,9 @@ static const struct option long_options[] = {
     {"proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL},
     {"accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY},
     {"proxy-from", required_argument, NULL, OPT_PROXY_FROM},
+    {"starttls", required_argument, NULL, OPT_STARTTLS},
+    {"starttls-optional", no_argument, NULL, OPT_STARTTLS_OPTIONAL},
+    {"starttls-required", no_argument, NULL, OPT_STARTTLS_REQUIRED},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -276,6 +290,17 @@ static void set_defaults(struct config *cfg)
     cfg->session_timeout = OPTIONS_DEFAULT_SESSION_TIMEOUT;
 }
 
+int options_parse_starttls(const char *name)
+{
+    if (strcasecmp(name, "smtp") == 0)
+        return STARTTLS_SMTP;
+    if (strcasecmp(name, "imap") == 0)
+        return STARTTLS_IMAP;
+    if (strcasecmp(name, "pop3") == 0)
+        return STARTTLS_POP3;
+    return STARTTLS_OFF;
+}
+
 /* A syslog ident and TCP wrappers daemon name. */
 static bool name_ok(const char *s)
 {
@@ -384,6 +409,12 @@ static int validate(const struct config *cfg, char *errbuf, size_t errlen)
         return fail(errbuf, errlen,
                     "--proxy-protocol is for -r: a -l program gets the client's address in "
                     "REMOTE_HOST");
+    if (cfg->starttls_optional && cfg->starttls == STARTTLS_OFF)
+        return fail(errbuf, errlen, "--starttls-optional goes with --starttls PROTOCOL");
+    if (cfg->starttls != STARTTLS_OFF && cfg->client_mode)
+        return fail(errbuf, errlen,
+                    "--starttls (protocol = smtp, imap, pop3) is for server mode: -c speaks "
+                    "TLS from the first byte");
 #ifndef HAVE_LIBWRAP
     if (cfg->hosts_allow != NULL || cfg->hosts_deny != NULL)
         return fail(errbuf, errlen,
@@ -602,6 +633,19 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
                 return OPTIONS_ERROR;
             }
             cfg->proxy_from[cfg->n_proxy_from++] = optarg;
+            break;
+        case OPT_STARTTLS:
+            cfg->starttls = options_parse_starttls(optarg);
+            if (cfg->starttls == STARTTLS_OFF) {
+                fail(errbuf, errlen, "--starttls %s: expected smtp, imap or pop3", optarg);
+                return OPTIONS_ERROR;
+            }
+            break;
+        case OPT_STARTTLS_OPTIONAL:
+            cfg->starttls_optional = true;
+            break;
+        case OPT_STARTTLS_REQUIRED:
+            cfg->starttls_optional = false;
             break;
         case OPT_OCSP:
             cfg->ocsp_file = optarg;

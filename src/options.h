@@ -92,6 +92,8 @@ struct config {
     bool accept_proxy;          /* --accept-proxy: a PROXY header from a balancer first */
     const char *proxy_from[16]; /* --proxy-from ADDR[/PREFIX]: the balancers */
     size_t n_proxy_from;
+    int starttls;            /* --starttls: enum starttls_proto (0: implicit TLS) */
+    bool starttls_optional;  /* --starttls-optional: a client may stay in clear */
     const char *config_file; /* --config or the single argument */
     const char *notes[16];   /* accepted-but-ignored options, to be logged */
     size_t n_notes;
@@ -113,6 +115,10 @@ extern const char options_usage[];
 
 /* Parse "[facility.]level" (names or numbers) as -D takes it. 0 or -1. */
 int options_parse_log_level(const char *arg, int *facility, int *level);
+
+/* "smtp", "imap" or "pop3" (any case) as --starttls and protocol = take
+ * them: an enum starttls_proto, or 0 (STARTTLS_OFF) for another name. */
+int options_parse_starttls(const char *name);
 
 /* Parse a number of seconds (0..86400*7), strictly. 0 or -1. */
 int options_parse_seconds(const char *arg, unsigned *out);

@@ -19,6 +19,8 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
         source  sends --send-file (repeatedly, up to --limit bytes) and
                 reads; logs "source-end sent=N recv=N why=..."
         pop3, imap, smtp   minimal responders for curl; log "cmd LINE"
+                (smtp: --send-file replaces the greeting)
+        smtpext smtp whose EHLO offers PIPELINING, AUTH and STARTTLS
         closer  closes each connection at once (logs "closing")
         noread  never reads; holds the connection --delay s ("holding")
         slow    reads --chunk bytes every --interval s to EOF, logs "hash"
@@ -310,8 +312,9 @@ def h_imap(conn, a, log):
             conn.sendall(tag + b" OK done\r\n")
 
 
-def h_smtp(conn, a, log):
-    conn.sendall(b"220 localhost tlsfilter-test ESMTP\r\n")
+def h_smtp(conn, a, log, ehlo=b"250-localhost\r\n250 8BITMIME\r\n"):
+    conn.sendall(read_file(a.send_file) if a.send_file else
+                 b"220 localhost tlsfilter-test ESMTP\r\n")
     rd = Lines(conn)
     while True:
         line = rd.readline()
@@ -320,7 +323,7 @@ def h_smtp(conn, a, log):
         log("cmd " + line)
         cmd = line.split(" ")[0].upper()
         if cmd in ("EHLO", "HELO"):
-            conn.sendall(b"250-localhost\r\n250 8BITMIME\r\n")
+            conn.sendall(ehlo)
         elif cmd in ("MAIL", "RCPT", "RSET", "NOOP"):
             conn.sendall(b"250 OK\r\n")
         elif cmd == "DATA":
@@ -336,6 +339,13 @@ def h_smtp(conn, a, log):
             break
         else:
             conn.sendall(b"502 unknown\r\n")
+
+
+def h_smtpext(conn, a, log):
+    """h_smtp offering AUTH and STARTTLS itself (what tlsfilter --starttls
+    must hide and replace); --send-file replaces the greeting."""
+    h_smtp(conn, a, log, b"250-localhost\r\n250-PIPELINING\r\n"
+           b"250-AUTH PLAIN LOGIN\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
 
 
 def h_closer(conn, a, log):
@@ -606,7 +616,7 @@ def pphdr(a):
 HANDLERS = {"closer": h_closer, "noread": h_noread, "slow": h_slow,
             "echo": h_echo, "hash": h_hash, "late": h_late, "bulk": h_bulk,
             "banner": h_banner, "source": h_source, "pop3": h_pop3,
-            "imap": h_imap, "smtp": h_smtp, "proxyecho": h_proxyecho}
+            "imap": h_imap, "smtp": h_smtp, "smtpext": h_smtpext, "proxyecho": h_proxyecho}
 
 
 def serve(a):
