@@ -24,6 +24,8 @@
 #           counts) stunnel4 (make bench compares tlsfilter with it)
 #           python3-aiosmtpd (a real SMTP server behind --starttls smtp,
 #           starttls-smtp.test, next to the private Postfix)
+#           dovecot-pop3d (the POP3 half of the private Dovecot behind
+#           --starttls imap and pop3, starttls-dovecot.test)
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
@@ -31,7 +33,7 @@ libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
 util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
 cppcheck clang libclang-rt-14-dev haproxy postfix swaks libnet-ssleay-perl testssl.sh
-valgrind stunnel4 python3-aiosmtpd"
+valgrind stunnel4 python3-aiosmtpd dovecot-pop3d"
 
 missing=
 for p in $PKGS; do

@@ -612,7 +612,15 @@ static int on_protocol(struct parser *p, const char *key, const char *value)
         p->cfg.proxy_protocol = 1;
         return 0;
     }
-    return fail(p, "%s = %s is not supported: tlsfilter does implicit TLS only", key, value);
+    /* smtp, imap, pop3: --starttls, required as stunnel's server side is
+     * (client mode refuses it: tlsfilter speaks TLS to a server at once). */
+    p->cfg.starttls = options_parse_starttls(value);
+    if (p->cfg.starttls != 0)
+        return 0;
+    return fail(p,
+                "%s = %s is not supported: tlsfilter does implicit TLS and STARTTLS for "
+                "smtp, imap and pop3 (server side), and proxy",
+                key, value);
 }
 
 /* ---- the key table ---------------------------------------------------- */
@@ -668,7 +676,7 @@ static const char note_windows[] = "Windows GUI options ignored";
 static const char refuse_engine[] =
     "is not supported: GnuTLS has no OpenSSL engines (a PKCS#11 URL may serve as key)";
 static const char refuse_protocol[] =
-    "is not supported: tlsfilter does implicit TLS only, no STARTTLS or proxy protocol";
+    "is not supported: tlsfilter's STARTTLS needs no protocol credentials or host";
 static const char refuse_ocsp[] =
     "is not supported: tlsfilter checks no OCSP responders (it staples a response file "
     "with --ocsp-response)";

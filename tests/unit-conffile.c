@@ -23,6 +23,7 @@
 
 #include "conffile.h"
 #include "options.h"
+#include "starttls.h"
 #include "tap.h"
 
 static char path_buf[4096];
@@ -474,10 +475,16 @@ static void test_values(void)
     TAP_OK(LOAD("foreground = maybe\n") == -1, "foreground = maybe refused");
 
     /* Refusals. */
-    TAP_OK(LOAD("protocol = smtp\n") == -1 &&
-               strcmp(where(err), ":1: protocol = smtp is not supported: tlsfilter does "
-                                  "implicit TLS only") == 0,
-           "protocol = smtp refused: %s", where(err));
+    TAP_OK(LOAD("protocol = smtp\n") == 0 && cfg.starttls == STARTTLS_SMTP &&
+               !cfg.starttls_optional,
+           "protocol = smtp maps to --starttls smtp, required");
+    TAP_OK(LOAD("protocol = IMAP\n") == 0 && cfg.starttls == STARTTLS_IMAP,
+           "protocol = IMAP maps to --starttls imap");
+    TAP_OK(LOAD("protocol = pop3\n") == 0 && cfg.starttls == STARTTLS_POP3,
+           "protocol = pop3 maps to --starttls pop3");
+    TAP_OK(LOAD("protocol = ldap\n") == -1 && says(err, ":1: protocol = ldap is not supported") &&
+               cfg.starttls == 0,
+           "protocol = ldap refused: %s", where(err));
     TAP_OK(LOAD("protocol = proxy\n") == 0 && cfg.proxy_protocol == 1,
            "protocol = proxy maps to --proxy-protocol v1");
     TAP_OK(LOAD("protocol = socks\n") == -1 && cfg.proxy_protocol == 0,
