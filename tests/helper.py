@@ -19,7 +19,8 @@ tests/lib.sh drives this file; nothing here knows about tlsfilter itself.
         source  sends --send-file (repeatedly, up to --limit bytes) and
                 reads; logs "source-end sent=N recv=N why=..."
         pop3, imap, smtp   minimal responders for curl; log "cmd LINE"
-                (smtp: --send-file replaces the greeting)
+                (smtp: --send-file replaces the greeting; a PROXY v1
+                line is logged as "proxy LINE" and not answered)
         smtpext smtp whose EHLO offers PIPELINING, AUTH and STARTTLS
         closer  closes each connection at once (logs "closing")
         noread  never reads; holds the connection --delay s ("holding")
@@ -320,8 +321,11 @@ def h_smtp(conn, a, log, ehlo=b"250-localhost\r\n250 8BITMIME\r\n"):
         line = rd.readline()
         if line is None:
             break
-        log("cmd " + line)
         cmd = line.split(" ")[0].upper()
+        if cmd == "PROXY":  # a PROXY v1 header (tlsfilter --proxy-protocol v1)
+            log("proxy " + line)
+            continue
+        log("cmd " + line)
         if cmd in ("EHLO", "HELO"):
             conn.sendall(ehlo)
         elif cmd in ("MAIL", "RCPT", "RSET", "NOOP"):

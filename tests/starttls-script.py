@@ -7,6 +7,7 @@ Steps, run in order on one connection to 127.0.0.1:PORT:
   send:TEXT     send TEXT (Python escapes: \\r\\n, \\x00), one segment
   read:REGEX    read lines until one matches REGEX (a regular expression)
   tls           the TLS handshake (server name localhost, CAFILE trusted)
+  tls-cert:PEM  the same, presenting the client certificate and key in PEM
   sleep:SECS    wait
   eof           half-close, then read everything until the server closes
 
@@ -46,9 +47,12 @@ def main():
                     out.append("S: " + text)
                     if pat.search(text):
                         break
-            elif kind == "tls":
+            elif kind in ("tls", "tls-cert"):
                 ctx = ssl.create_default_context(cafile=cafile)
+                if kind == "tls-cert":
+                    ctx.load_cert_chain(arg)
                 s = ctx.wrap_socket(s, server_hostname="localhost")
+                s.do_handshake()
                 out.append("-- tls " + s.version())
             elif kind == "sleep":
                 time.sleep(float(arg))
