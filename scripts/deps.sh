@@ -22,10 +22,16 @@
 #           testssl.sh (the TLS conformance scan of testssl.test)
 #           valgrind (callgrind-budget.test and make bench's instruction
 #           counts) stunnel4 (make bench compares tlsfilter with it)
+#           fail2ban (fail2ban-regex and a private fail2ban-server for
+#           fail2ban.test; its system service is stopped below) rsyslog (a
+#           private rsyslogd writes the /var/log/mail.log format for
+#           fail2ban.test; its system service is stopped below)
 #           python3-aiosmtpd (a real SMTP server behind --starttls smtp,
 #           starttls-smtp.test, next to the private Postfix)
 #           dovecot-pop3d (the POP3 half of the private Dovecot behind
 #           --starttls imap and pop3, starttls-dovecot.test)
+#   package: debhelper dpkg-dev fakeroot (dpkg-buildpackage of debian/, for
+#           package.test) lintian (package.test: no error or warning)
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
@@ -33,7 +39,8 @@ libgnutls28-dev libwrap0-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
 util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
 cppcheck clang libclang-rt-14-dev haproxy postfix swaks libnet-ssleay-perl testssl.sh
-valgrind stunnel4 python3-aiosmtpd dovecot-pop3d"
+valgrind stunnel4 fail2ban rsyslog python3-aiosmtpd dovecot-pop3d
+debhelper dpkg-dev fakeroot lintian"
 
 missing=
 for p in $PKGS; do
@@ -67,7 +74,9 @@ apt-get install -y -qq --no-install-recommends $missing
 # configuration (postfix: own config and queue directories). The system's
 # own services are of no use to the tests and would hold ports 25, 143,
 # 993...: stop and disable them where the packages started them.
-for svc in haproxy postfix dovecot xinetd; do
+# fail2ban's package enables its sshd jail (firewall rules) and rsyslog's
+# takes /dev/log: fail2ban.test runs private instances of both instead.
+for svc in haproxy postfix dovecot xinetd fail2ban rsyslog; do
 	pkg=$svc
 	[ "$svc" = dovecot ] && pkg=dovecot-imapd
 	case "$missing " in

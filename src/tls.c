@@ -339,6 +339,15 @@ static gnutls_alert_description_t alert_for(int err)
     return (gnutls_alert_description_t)gnutls_error_to_alert(err, NULL);
 }
 
+/* The alert for error ret, unless the transport failed or the peer sent
+ * its own fatal alert (then there is nobody to tell, or nothing to say). */
+static void alert_peer(struct tls *t, int ret)
+{
+    if (ret != GNUTLS_E_PULL_ERROR && ret != GNUTLS_E_PUSH_ERROR &&
+        ret != GNUTLS_E_FATAL_ALERT_RECEIVED)
+        send_alert(t, alert_for(ret));
+}
+
 /*
  * A fatal error ends the session. Which kind (t->failure, for the log):
  * the transport failed (reset: nobody to tell), the peer ended it with a
@@ -354,7 +363,7 @@ static int fail(struct tls *t, const char *what, int ret)
         t->failure = "alert";
     } else {
         t->failure = strcmp(what, "read") == 0 ? "protocol-error" : "error";
-        send_alert(t, alert_for(ret));
+        alert_peer(t, ret);
     }
     return set_error(t, what, ret);
 }
@@ -908,7 +917,7 @@ static enum tls_handshake_result after_handshake(struct tls *t)
         return TLS_HANDSHAKE_OK;
     t->refused = true;
     snprintf(t->error, sizeof t->error, "%s", t->id.reason);
-    gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+    send_alert(t, GNUTLS_A_ACCESS_DENIED);
     return TLS_HANDSHAKE_REFUSED;
 }
 
@@ -962,25 +971,22 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
             /* TLS 1.2 has no certificate_required alert; GnuTLS would say
              * decode_error, RFC 5246 (7.4.6) suggests handshake_failure. */
             if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
-                gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_HANDSHAKE_FAILURE);
+                send_alert(t, GNUTLS_A_HANDSHAKE_FAILURE);
             else
-                gnutls_alert_send_appropriate(t->session, ret);
+                alert_peer(t, ret);
             return TLS_HANDSHAKE_REFUSED;
         }
         /* Our own certificate or key would not parse: the client is told
          * "internal error", the log says which file. */
         if (t->config_error) {
-            gnutls_alert_send(t->session, GNUTLS_AL_FATAL, GNUTLS_A_INTERNAL_ERROR);
+            send_alert(t, GNUTLS_A_INTERNAL_ERROR);
             return TLS_HANDSHAKE_CONFIG;
         }
         /* A reason set by our own hooks (--sni-strict) says more than GnuTLS's. */
         if (t->error[0] == '\0')
             set_error(t, "handshake", ret);
-        /* Tell the client why, in a TLS alert: never in clear text (and
-         * not to a peer whose transport failed or that sent its own). */
-        if (ret != GNUTLS_E_PULL_ERROR && ret != GNUTLS_E_PUSH_ERROR &&
-            ret != GNUTLS_E_FATAL_ALERT_RECEIVED)
-            send_alert(t, alert_for(ret));
+        /* Tell the client why, in a TLS alert: never in clear text. */
+        alert_peer(t, ret);
         return TLS_HANDSHAKE_FAILED;
     }
 }

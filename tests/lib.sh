@@ -563,7 +563,9 @@ _launch_new() {
 # tlsfilter's last log line and its exit; the wrapper takes that signal
 # (noted in rc.PID.term) and does not pass it on, so the status recorded is
 # the one tlsfilter chose. socat has closed its ends by then, so tlsfilter
-# must end by itself.
+# must end by itself. The wrapper itself exits 0: socat, told of a
+# non-zero status, ends the whole session at once and drops the bytes it
+# has read but not yet forwarded (seen: the last reply before a 76).
 _wrapper() {
 	local w="$T/$TLSF_ID.run"
 	{
@@ -582,7 +584,9 @@ _wrapper() {
 		echo 'wait "$child" 2>/dev/null; again=$?'
 		echo '[ "$again" -ne 127 ] && rc=$again'
 		printf 'echo $rc >%q/rc.$$\n' "$TLSF_RCDIR"
-		echo 'exit $rc'
+		echo '# the status is in the file: socat, told of a non-zero one, ends the'
+		echo '# session at once and drops what it has not forwarded yet'
+		echo 'exit 0'
 	} >"$w"
 	chmod +x "$w"
 	echo "$w"

@@ -463,6 +463,20 @@ static int key_update(gnutls_session_t session, unsigned flags)
 
 /* ---- appdata-in-handshake: the hook ---- */
 
+/* The client's current write keys, from inside the handshake hook; on
+ * failure answer= says so. */
+static int hook_keys(gnutls_session_t session)
+{
+    int ret;
+
+    in_hook = 1;
+    ret = sealer_load(session);
+    in_hook = 0;
+    if (ret < 0)
+        answer = "no-keys";
+    return ret;
+}
+
 static int hook(gnutls_session_t session, unsigned int htype, unsigned when,
                 unsigned int incoming, const gnutls_datum_t *msg)
 {
@@ -471,7 +485,7 @@ static int hook(gnutls_session_t session, unsigned int htype, unsigned when,
     static size_t cke_len;
     unsigned char peek[64];
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int n, ret;
+    int n;
     ssize_t r;
 
     if (hook_late && !incoming && when == GNUTLS_HOOK_POST &&
@@ -512,24 +526,14 @@ static int hook(gnutls_session_t session, unsigned int htype, unsigned when,
         }
         write_raw(cke, cke_len);
         write_raw(ccs, sizeof ccs);
-        in_hook = 1;
-        ret = sealer_load(session);
-        in_hook = 0;
-        if (ret < 0) {
-            answer = "no-keys";
+        if (hook_keys(session) < 0)
             return 0;
-        }
         seal(TYPE_DATA, NULL, 0, 0);
         hook_abort = 1;
     } else if (tls13) {
         /* The write epoch is the handshake-traffic one here. */
-        in_hook = 1;
-        ret = sealer_load(session);
-        in_hook = 0;
-        if (ret < 0) {
-            answer = "no-keys";
+        if (hook_keys(session) < 0)
             return 0;
-        }
         seal(TYPE_DATA, NULL, 0, (size_t)hook_pad);
     } else {
         /* Before the ChangeCipherSpec the record layer is plaintext. */
