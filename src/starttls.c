@@ -780,7 +780,8 @@ enum starttls_outcome starttls_run(struct starttls *s, int bfd, const void *pre,
                                    struct starttls_result *res)
 {
     /* Static: one phase runs per process, and the stack stays small. */
-    static char cin[8192], bin[STARTTLS_BACKEND_LINE], out[2 * STARTTLS_BACKEND_LINE + 64];
+    static char cin[STARTTLS_CLIENT_BUF], bin[STARTTLS_BACKEND_LINE],
+        out[2 * STARTTLS_BACKEND_LINE + 64];
     size_t cn = 0, bn = 0, on, cap = starttls_line_max(s->proto);
     long long deadline = now_ms() + (long long)timeout_sec * 1000;
     bool client_open = true, backend_open = true;
@@ -812,8 +813,8 @@ enum starttls_outcome starttls_run(struct starttls *s, int bfd, const void *pre,
                 return failed(res, s->status, s->reason);
             if (v == STARTTLS_HANDOVER) {
                 /* IMAP PREAUTH, opportunistic: in clear from the start. */
-                memcpy(res->pre, cin, cn < sizeof res->pre ? cn : sizeof res->pre);
-                res->n_pre = cn < sizeof res->pre ? cn : sizeof res->pre;
+                memcpy(res->pre, cin, cn); /* cn <= cap <= sizeof res->pre */
+                res->n_pre = cn;
                 memcpy(res->back, bin, bn);
                 res->n_back = bn;
                 return STARTTLS_GO_PLAIN;
@@ -873,8 +874,8 @@ enum starttls_outcome starttls_run(struct starttls *s, int bfd, const void *pre,
                 return failed(res, s->status, s->reason);
             } else if (v == STARTTLS_HANDOVER) {
                 /* Opportunistic, in clear from here: the rest is the relay's. */
-                memcpy(res->pre, cin, cn < sizeof res->pre ? cn : sizeof res->pre);
-                res->n_pre = cn < sizeof res->pre ? cn : sizeof res->pre;
+                memcpy(res->pre, cin, cn); /* cn <= cap <= sizeof res->pre */
+                res->n_pre = cn;
                 memcpy(res->back, bin, bn);
                 res->n_back = bn;
                 return STARTTLS_GO_PLAIN;

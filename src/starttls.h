@@ -30,6 +30,8 @@ enum starttls_proto { STARTTLS_OFF, STARTTLS_SMTP, STARTTLS_IMAP, STARTTLS_POP3 
 /* IMAP: 8192, RFC 7162 3's advice to clients; POP3: 255 (RFC 2449 4). */
 #define STARTTLS_IMAP_LINE 8192
 #define STARTTLS_POP3_LINE 255
+/* The client's buffer before TLS: the longest line of any protocol. */
+#define STARTTLS_CLIENT_BUF STARTTLS_IMAP_LINE
 /* Longest backend reply line we parse before TLS (RFC 5321 allows 512). */
 #define STARTTLS_BACKEND_LINE 4096
 /* Client commands before TLS, refused ones included. */
@@ -131,7 +133,7 @@ enum starttls_outcome {
 };
 
 struct starttls_result {
-    unsigned char pre[4096]; /* the first TLS bytes (GO_TLS), or the client's leftover
+    unsigned char pre[STARTTLS_CLIENT_BUF]; /* the first TLS bytes (GO_TLS), or the client's leftover
                               * plaintext for the backend (GO_PLAIN) */
     size_t n_pre;
     unsigned char back[STARTTLS_BACKEND_LINE]; /* GO_PLAIN: backend bytes not yet relayed */
