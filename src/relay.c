@@ -148,8 +148,6 @@ static void end_lost(struct relay_end *e, struct direction *from_e, struct direc
     e->how = e->tls != NULL ? tls_failure(e->tls) : "reset";
     if (strcmp(e->how, "protocol-error") == 0)
         res->end = "protocol-error";
-    if (e->tls != NULL && tls_alert_sent(e->tls) != NULL)
-        res->alert = tls_alert_sent(e->tls);
     from_e->reading = false;
     to_e->reading = to_e->writing = false;
     to_e->start = to_e->end = 0;

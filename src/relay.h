@@ -26,7 +26,6 @@ struct relay_result {
     unsigned long long to_backend; /* plaintext bytes accepted by the backend side */
     unsigned long long to_client;  /* plaintext bytes accepted by the client side */
     const char *end;   /* ok, idle-timeout, close-timeout, terminated, protocol-error */
-    const char *alert; /* the fatal alert sent to the TLS end, or NULL */
     char detail[160];  /* the error behind a reset or a protocol error, for the log */
 };
 

@@ -180,6 +180,32 @@ static long find(const char *line, size_t len, const char *p)
     return -1;
 }
 
+/*
+ * SMTP and POP3: a command that is not one of the upgrade's own. In
+ * opportunistic mode it, QUIT included, hands the session over in clear
+ * (once the replies owed are relayed; an EHLO reply is still rewritten).
+ * In required mode QUIT is the last command relayed, and anything else is
+ * answered with `answer` (after the replies owed, so that their order holds)
+ * and not relayed.
+ */
+static enum starttls_verdict quit_or_refuse(struct starttls *s, const char *line, size_t vn,
+                                            const char *reason, const char *answer, char *out,
+                                            size_t outlen, size_t *outn)
+{
+    if (!s->required)
+        return handover(s);
+    if (verb_is(line, vn, "QUIT")) {
+        expect(s, STARTTLS_R_OTHER);
+        s->state = STARTTLS_S_QUIT;
+        return STARTTLS_RELAY;
+    }
+    if (s->n_pending > 0)
+        return STARTTLS_WAIT;
+    snprintf(s->reason, sizeof s->reason, "%s", reason);
+    set_verb(s, line, vn);
+    return say(answer, out, outlen, outn, STARTTLS_ANSWER);
+}
+
 static enum starttls_verdict smtp_client(struct starttls *s, const char *line, size_t len,
                                          char *out, size_t outlen, size_t *outn)
 {
@@ -212,22 +238,9 @@ static enum starttls_verdict smtp_client(struct starttls *s, const char *line, s
         expect(s, STARTTLS_R_OTHER);
         return STARTTLS_RELAY;
     }
-    /* Opportunistic: anything else, QUIT included, and the session goes on
-     * in clear, once the replies owed are relayed (an EHLO reply is still
-     * rewritten). Required: QUIT is the last command relayed. */
-    if (!s->required)
-        return handover(s);
-    if (verb_is(line, vn, "QUIT")) {
-        expect(s, STARTTLS_R_OTHER);
-        s->state = STARTTLS_S_QUIT;
-        return STARTTLS_RELAY;
-    }
-    if (s->n_pending > 0)
-        return STARTTLS_WAIT;
-    snprintf(s->reason, sizeof s->reason, "command before STARTTLS");
-    set_verb(s, line, vn);
-    return say("530 5.7.0 Must issue a STARTTLS command first\r\n", out, outlen, outn,
-               STARTTLS_ANSWER);
+    return quit_or_refuse(s, line, vn, "command before STARTTLS",
+                          "530 5.7.0 Must issue a STARTTLS command first\r\n", out, outlen,
+                          outn);
 }
 
 /* --- IMAP (RFC 3501 6.2.1, RFC 9051, RFC 2595) ------------------------------ */
@@ -466,18 +479,8 @@ static enum starttls_verdict pop3_client(struct starttls *s, const char *line, s
         expect(s, STARTTLS_R_CAPA);
         return STARTTLS_RELAY;
     }
-    if (!s->required)
-        return handover(s);
-    if (verb_is(line, vn, "QUIT")) {
-        expect(s, STARTTLS_R_OTHER);
-        s->state = STARTTLS_S_QUIT;
-        return STARTTLS_RELAY;
-    }
-    if (s->n_pending > 0)
-        return STARTTLS_WAIT;
-    snprintf(s->reason, sizeof s->reason, "command before STLS");
-    set_verb(s, line, vn);
-    return say("-ERR Must issue a STLS command first\r\n", out, outlen, outn, STARTTLS_ANSWER);
+    return quit_or_refuse(s, line, vn, "command before STLS",
+                          "-ERR Must issue a STLS command first\r\n", out, outlen, outn);
 }
 
 static enum starttls_verdict pop3_backend(struct starttls *s, const char *line, size_t len,

@@ -352,17 +352,18 @@ static void alert_peer(struct tls *t, int ret)
  * A fatal error ends the session. Which kind (t->failure, for the log):
  * the transport failed (reset: nobody to tell), the peer ended it with a
  * fatal alert of its own (alert: RFC 8446 says close, do not answer), or
- * what came broke the protocol, or our side failed: then the peer is told
- * with the alert the error calls for, while the transport still takes it.
+ * what came broke the protocol (reading), or our side failed: then the peer
+ * is told with the alert the error calls for, while the transport still
+ * takes it.
  */
-static int fail(struct tls *t, const char *what, int ret)
+static int fail(struct tls *t, const char *what, int ret, bool reading)
 {
     if (ret == GNUTLS_E_PULL_ERROR || ret == GNUTLS_E_PUSH_ERROR) {
         t->failure = "reset";
     } else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
         t->failure = "alert";
     } else {
-        t->failure = strcmp(what, "read") == 0 ? "protocol-error" : "error";
+        t->failure = reading ? "protocol-error" : "error";
         alert_peer(t, ret);
     }
     return set_error(t, what, ret);
@@ -1020,7 +1021,7 @@ ssize_t tls_read(struct tls *t, void *buf, size_t len)
         default:
             if (!gnutls_error_is_fatal((int)r))
                 continue;
-            return fail(t, "read", (int)r);
+            return fail(t, "read", (int)r, true);
         }
     }
 }
@@ -1069,7 +1070,7 @@ ssize_t tls_write(struct tls *t, const void *buf, size_t len)
         return (ssize_t)done;
     if (r == GNUTLS_E_AGAIN)
         return TLS_IO_AGAIN;
-    return fail(t, "write", (int)r);
+    return fail(t, "write", (int)r, false);
 }
 
 int tls_flush(struct tls *t)
@@ -1098,7 +1099,7 @@ int tls_close_write(struct tls *t)
     if (r == GNUTLS_E_AGAIN)
         return TLS_IO_AGAIN;
     if (r < 0)
-        return fail(t, "close_notify", r);
+        return fail(t, "close_notify", r, false);
     return 0;
 }
 
