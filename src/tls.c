@@ -92,8 +92,7 @@ struct tls {
     size_t rec_have;           /* bytes of it so far */
     size_t rec_left;           /* body bytes of the current record still to come */
     const char *failure;       /* after TLS_IO_ERROR: reset, alert, protocol-error, error */
-    const char *alert_sent;    /* the fatal alert we sent, or NULL */
-    char alert_name[40];       /* its name, as RFC 8446 writes it */
+    char alert_sent[40];       /* the fatal alert we sent, as RFC 8446 names it, or "" */
 };
 
 /*
@@ -322,8 +321,7 @@ static void send_alert(struct tls *t, gnutls_alert_description_t desc)
         if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
             return;
     }
-    alert_name(desc, t->alert_name, sizeof t->alert_name);
-    t->alert_sent = t->alert_name;
+    alert_name(desc, t->alert_sent, sizeof t->alert_sent);
 }
 
 /*
@@ -364,11 +362,10 @@ static int fail(struct tls *t, const char *what, int ret, bool reading)
         t->failure = "alert";
     } else {
         t->failure = reading ? "protocol-error" : "error";
-        alert_peer(t, ret);
+        send_alert(t, alert_for(ret));
     }
     return set_error(t, what, ret);
 }
-
 
 /*
  * Credentials from -p / --key, without GnuTLS's sign-and-verify key match
@@ -1196,7 +1193,7 @@ const char *tls_failure(const struct tls *t)
 
 const char *tls_alert_sent(const struct tls *t)
 {
-    return t->alert_sent;
+    return t->alert_sent[0] != '\0' ? t->alert_sent : NULL;
 }
 
 const char *tls_error(const struct tls *t)
