@@ -651,6 +651,9 @@ int main(int argc, char **argv)
                "default certificate: %s\n"
                "TCP wrappers: %s\n",
                PACKAGE_VERSION, OPTIONS_DEFAULT_CERT, access_available() ? "yes" : "no");
+#ifdef TEST_HOOKS
+        printf("test hooks: yes (a test build: never for production)\n");
+#endif
         return 0;
     case OPTIONS_HELP:
         fputs(options_usage, stdout);
