@@ -288,7 +288,9 @@ def h_pop3(conn, a, log):
 
 
 def h_imap(conn, a, log):
-    conn.sendall(b"* OK [CAPABILITY IMAP4rev1] tlsfilter-test IMAP ready\r\n")
+    """A small IMAP server; --send-file replaces its greeting (PREAUTH, BYE)."""
+    conn.sendall(read_file(a.send_file) if a.send_file else
+                 b"* OK [CAPABILITY IMAP4rev1] tlsfilter-test IMAP ready\r\n")
     rd = Lines(conn)
     while True:
         line = rd.readline()
