@@ -138,27 +138,32 @@ static size_t buf_ready(const struct direction *d)
 
 /*
  * --starttls after the upgrade: the filter (stfilter.c) releases what may
- * go of d's new bytes, and may edit them or hold some back. Once a side
- * has ended (or, for the client's bytes, the backend has: no reply will
- * come to wait for), what is held goes out as it is.
+ * go of d's new bytes, and may edit them or hold some back. Once d's
+ * reader has ended, what is still held goes out as it is, unless it waits
+ * for a reply that may still come (a complete client line held: the
+ * backend still sends); the client's bytes wait for nothing once the
+ * backend has stopped sending.
  */
 static void filter_run(struct direction *d, const struct direction *other, bool from_client)
 {
     size_t len = d->end - d->ready, r;
 
-    if (!d->reading || (from_client && !other->reading)) {
+    if (from_client && !other->reading) {
         d->ready = d->end;
         return;
     }
-    if (len == 0 && (from_client || d->filter->n_answer == 0))
-        return;
-    if (!from_client && d->filter->n_answer > 0)
-        (void)buf_room(d);
-    r = from_client
-            ? stfilter_client(d->filter, d->data + d->ready, &len)
-            : stfilter_backend(d->filter, d->data + d->ready, &len, BUF_SIZE - d->ready);
-    d->end = d->ready + len;
-    d->ready += r;
+    if (len > 0 || (!from_client && d->filter->n_answer > 0)) {
+        if (!from_client)
+            (void)buf_room(d);
+        r = from_client
+                ? stfilter_client(d->filter, d->data + d->ready, &len)
+                : stfilter_backend(d->filter, d->data + d->ready, &len, BUF_SIZE - d->ready);
+        d->end = d->ready + len;
+        d->ready += r;
+    }
+    if (!d->reading && d->ready < d->end &&
+        (!from_client || memchr(d->data + d->ready, '\n', d->end - d->ready) == NULL))
+        d->ready = d->end;
 }
 
 static long long now_ms(void)
@@ -345,7 +350,8 @@ int relay_run(struct relay_end *client, struct relay_end *backend, struct stfilt
             in->events = room && !d->read_wants_write ? POLLIN : 0;
             out->fd = d->to->wfd;
             out->events =
-                d->writing && (buf_ready(d) > 0 || !d->reading || end_out_pending(d->to))
+                d->writing && (buf_ready(d) > 0 || (!d->reading && d->ready == d->end) ||
+                               end_out_pending(d->to))
                     ? POLLOUT
                     : 0;
         }
