@@ -124,10 +124,12 @@ static void answer(struct stfilter *f, const unsigned char *tag, size_t tn, cons
 
     if (tn + 1 + n > sizeof f->answer)
         return;
-    memcpy(f->answer, tag, tn);
-    f->n_answer = tn;
-    if (tn > 0)
-        f->answer[f->n_answer++] = ' ';
+    f->n_answer = 0;
+    if (tn > 0) {
+        memcpy(f->answer, tag, tn);
+        f->answer[tn] = ' ';
+        f->n_answer = tn + 1;
+    }
     memcpy(f->answer + f->n_answer, text, n);
     f->n_answer += n;
     f->answered++;
