@@ -120,18 +120,15 @@ static void cut(unsigned char *p, size_t *len, size_t at, size_t n)
 
 static void answer(struct stfilter *f, const unsigned char *tag, size_t tn, const char *text)
 {
-    size_t n = strlen(text);
+    size_t n = strlen(text), sep = tn > 0 ? 1 : 0;
 
-    if (tn + 1 + n > sizeof f->answer)
+    if (tn + sep + n > sizeof f->answer)
         return;
-    f->n_answer = 0;
-    if (tn > 0) {
+    if (tn > 0)
         memcpy(f->answer, tag, tn);
-        f->answer[tn] = ' ';
-        f->n_answer = tn + 1;
-    }
-    memcpy(f->answer + f->n_answer, text, n);
-    f->n_answer += n;
+    memcpy(f->answer + tn, " ", sep);
+    memcpy(f->answer + tn + sep, text, n);
+    f->n_answer = tn + sep + n;
     f->answered++;
 }
 
