@@ -265,6 +265,27 @@ static void filter_tests(void)
                "IMAP (step %zu): a {N} refused: the next line is a command again", step);
     }
 
+    /* IMAP: lines longer than STFILTER_LINE go on as they come */
+    fresh(&f, STARTTLS_IMAP);
+    memset(big, 'x', sizeof big);
+    memcpy(big, "j SEARCH ", 9);
+    memcpy(big + sizeof big - 6, "{10}\r\n", 6);
+    put_n(&f, true, big, sizeof big, 1000);
+    TAP_OK(ntob == sizeof big && memcmp(tob, big, sizeof big) == 0,
+           "IMAP: a %zu-byte command line passes whole, in pieces", sizeof big);
+    backend_got();
+    cl(&f, "k STARTTLS");
+    SAME(backend_got(), "", "IMAP: ... its {10} at the end is seen: the literal waits for +");
+    be(&f, "+ go\r\n");
+    cl(&f, "\r\n");
+    SAME(backend_got(), "k STARTTLS\r\n", "IMAP: ... and then passes as the literal it is");
+    memcpy(big, "* CAPABILITY STARTTLS ", 22);
+    memcpy(big + sizeof big - 6, "xxxx\r\n", 6);
+    client_got();
+    put_n(&f, false, big, sizeof big, 1000);
+    TAP_OK(ntoc == sizeof big && memcmp(toc, big, sizeof big) == 0,
+           "IMAP: a %zu-byte backend line passes unchanged (too long to edit)", sizeof big);
+
     /* POP3 */
     for (size_t step = 0; step <= 1; step++) {
         const char *msg = "+OK 40 octets\r\nSTLS\r\n..dot\r\n+OK\r\n.\r\n";
