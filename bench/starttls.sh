@@ -9,7 +9,8 @@
 # The same backend (tests/helper.py smtp), the same certificate (P-256),
 # the same client (openssl s_client, TLS 1.3, X25519) and the same
 # conversation (EHLO, QUIT), once over implicit TLS and once after
-# "-starttls smtp". Prints one line per case and the ratio.
+# "-starttls smtp". Prints one line per case and the ratio. Then, with
+# swaks, the filter after TLS on a BODY_MIB (default 4) MiB DATA body.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../tests/lib.sh"
@@ -58,3 +59,31 @@ for mode in implicit starttls; do
 done
 awk -v a="${IR[starttls]}" -v b="${IR[implicit]}" \
 	'BEGIN { if (b > 0) printf "bench: starttls/implicit instructions = %.4f (+%.2f %%)\n", a / b, (a / b - 1) * 100 }'
+
+# The filter after TLS on a message body: one --starttls smtp session
+# under callgrind whose DATA body is BODY_MIB MiB of 78-byte lines (swaks
+# --tls), and the share of the filter (stfilter_client and
+# stfilter_backend, inclusive, from callgrind_annotate) in its total.
+BODY_MIB=${BODY_MIB:-4}
+if have_tool swaks callgrind_annotate; then
+	"$PYTHON" -c "import sys; l = b'x' * 76 + b'\n'; sys.stdout.buffer.write(l * ($BODY_MIB * 1048576 // len(l)))" \
+		>"$T/body.txt"
+	BP2=$(free_port)
+	start_backend sink smtpext "127.0.0.1:$BP2" || exit 1
+	REAL=$TLSFILTER
+	TLSFILTER=$(command -v valgrind)
+	socat_tlsfilter nofork --no-log -- --tool=callgrind --callgrind-out-file="$T/cg.body" \
+		--log-file="$T/vg.body.log" "$REAL" -o "$T/tf.log" -p "$CERTS/ecdsa.pem" \
+		-r "127.0.0.1:$BP2" --starttls smtp >/dev/null || exit 1
+	TLSFILTER=$REAL
+	timeout 300 swaks --server 127.0.0.1 --port "$TLSF_PORT" --tls --ehlo bench.test \
+		--from a@example.org --to b@example.org --body "$T/body.txt" --suppress-data >/dev/null 2>&1
+	tlsf_rc 300 >/dev/null
+	kill_tree "$TLSF_PID"
+	wait_for 60 file_has "$T/cg.body" '^totals:'
+	total=$(awk '/^totals:/ { print $2 }' "$T/cg.body")
+	filt=$(callgrind_annotate --inclusive=yes --threshold=100 "$T/cg.body" 2>/dev/null |
+		awk '/stfilter\.c:stfilter_(client|backend) \[/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
+	awk -v t="$total" -v f="$filt" -v m="$BODY_MIB" -v b="$(wc -c <"$T/body.txt")" \
+		'BEGIN { printf "bench: starttls-body %d MiB: instructions=%s filter=%s (%.2f %%, %.2f per body byte)\n", m, t, f, f * 100 / t, f / b }'
+fi

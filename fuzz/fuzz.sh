@@ -2,7 +2,7 @@
 # fuzz.sh — build tlsfilter's libFuzzer harnesses and run each for a while.
 #
 # Usage: fuzz/fuzz.sh [TARGET...]   (default: every target below)
-#   targets: options conffile allow-rule proxy
+#   targets: options conffile allow-rule proxy stfilter
 # Environment:
 #   BUILD_DIR     where config.h is (default: the top source directory)
 #   FUZZ_SECONDS  how long each target runs (default 30)
@@ -28,7 +28,7 @@ BUILD_DIR=${BUILD_DIR:-$top}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
 CC=${CC:-clang}
-ALL_TARGETS="options conffile allow-rule proxy"
+ALL_TARGETS="options conffile allow-rule proxy stfilter"
 
 # sources TARGET: the harness and the src/ files it needs (common.c compiles
 # src/conffile.c in, with a way to free its pool, and stands in for
@@ -45,6 +45,9 @@ sources() {
 		;;
 	proxy)
 		echo "$top/fuzz/fuzz-proxy.c $top/src/proxy.c"
+		;;
+	stfilter)
+		echo "$top/fuzz/fuzz-stfilter.c $top/src/stfilter.c"
 		;;
 	*) return 1 ;;
 	esac

@@ -525,8 +525,14 @@ static int relay(struct conn *c)
         snprintf(res.detail, sizeof res.detail, "%s", c->sr->reason);
         status = 0;
     } else {
-        status = relay_run(&client, &backend, c->cfg.timeout_idle, c->cfg.timeout_close,
-                           &stop_requested, &res);
+        /* --starttls, once TLS is on: a second STARTTLS is ours to answer,
+         * and the backend's offer of it is taken out (stfilter.c). */
+        static struct stfilter filter;
+
+        if (c->cfg.starttls && c->tls_on)
+            stfilter_init(&filter, c->cfg.starttls);
+        status = relay_run(&client, &backend, c->cfg.starttls && c->tls_on ? &filter : NULL,
+                           c->cfg.timeout_idle, c->cfg.timeout_close, &stop_requested, &res);
     }
     if (c->sr != NULL) {
         res.to_backend += c->sr->to_backend;

@@ -33,8 +33,10 @@ struct direction {
     bool writing;          /* `to` is not yet half-closed */
     bool read_wants_write; /* a TLS read on `from` waits for from->wfd */
     unsigned long long *count;
-    size_t start, end;
-    unsigned char *data; /* BUF_SIZE bytes */
+    size_t start, ready, end; /* [start, ready) may be written; [ready, end) is
+                               * held by the filter (always empty without one) */
+    unsigned char *data;      /* BUF_SIZE bytes */
+    struct stfilter *filter;  /* --starttls after the upgrade, or NULL */
 };
 
 /* --- the ends: plain fds and TLS behind one convention ------------------ */
@@ -118,13 +120,50 @@ static size_t buf_len(const struct direction *d)
 static size_t buf_room(struct direction *d)
 {
     if (d->start == d->end) {
-        d->start = d->end = 0;
+        d->start = d->ready = d->end = 0;
     } else if (d->start > 0 && d->end == BUF_SIZE) {
         memmove(d->data, d->data + d->start, d->end - d->start);
+        d->ready -= d->start;
         d->end -= d->start;
         d->start = 0;
     }
     return BUF_SIZE - d->end;
+}
+
+/* Bytes that may be written now. */
+static size_t buf_ready(const struct direction *d)
+{
+    return d->ready - d->start;
+}
+
+/*
+ * --starttls after the upgrade: the filter (stfilter.c) releases what may
+ * go of d's new bytes, and may edit them or hold some back. Once d's
+ * reader has ended, what is still held goes out as it is, unless it waits
+ * for a reply that may still come (a complete client line held: the
+ * backend still sends); the client's bytes wait for nothing once the
+ * backend has stopped sending.
+ */
+static void filter_run(struct direction *d, const struct direction *other, bool from_client)
+{
+    size_t len = d->end - d->ready, r;
+
+    if (from_client && !other->reading) {
+        d->ready = d->end;
+        return;
+    }
+    if (len > 0 || (!from_client && d->filter->n_answer > 0)) {
+        if (!from_client)
+            (void)buf_room(d);
+        r = from_client
+                ? stfilter_client(d->filter, d->data + d->ready, &len)
+                : stfilter_backend(d->filter, d->data + d->ready, &len, BUF_SIZE - d->ready);
+        d->end = d->ready + len;
+        d->ready += r;
+    }
+    if (!d->reading && d->ready < d->end &&
+        (!from_client || memchr(d->data + d->ready, '\n', d->end - d->ready) == NULL))
+        d->ready = d->end;
 }
 
 static long long now_ms(void)
@@ -150,7 +189,7 @@ static void end_lost(struct relay_end *e, struct direction *from_e, struct direc
         res->end = "protocol-error";
     from_e->reading = false;
     to_e->reading = to_e->writing = false;
-    to_e->start = to_e->end = 0;
+    to_e->start = to_e->ready = to_e->end = 0;
 }
 
 /* Read from d->from into d's buffer while there is room and data. */
@@ -165,6 +204,8 @@ static void pump_in(struct direction *d, struct direction *other, long long *act
 
         if (r > 0) {
             d->end += (size_t)r;
+            if (d->filter == NULL)
+                d->ready = d->end;
             *activity = now_ms();
             /* Go on while TLS holds more; else poll() again rather than
              * find out by a read() that says EAGAIN. */
@@ -207,8 +248,8 @@ static void pump_out(struct direction *d, struct direction *other, long long *ac
         }
         *activity = now_ms();
     }
-    while (d->writing && buf_len(d) > 0) {
-        ssize_t w = end_write(d->to, d->data + d->start, buf_len(d), err, sizeof err);
+    while (d->writing && buf_ready(d) > 0) {
+        ssize_t w = end_write(d->to, d->data + d->start, buf_ready(d), err, sizeof err);
 
         if (w > 0) {
             d->start += (size_t)w;
@@ -223,8 +264,9 @@ static void pump_out(struct direction *d, struct direction *other, long long *ac
     }
 }
 
-int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
-              unsigned close_sec, const volatile sig_atomic_t *stop, struct relay_result *res)
+int relay_run(struct relay_end *client, struct relay_end *backend, struct stfilter *filter,
+              unsigned idle_sec, unsigned close_sec, const volatile sig_atomic_t *stop,
+              struct relay_result *res)
 {
     /* Static: 128 KiB is more than a stack frame should hold; one relay runs.
      * Apart from the structures, so that setting those up does not write
@@ -244,19 +286,27 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
                              .reading = true,
                              .writing = true,
                              .count = &res->to_backend,
-                             .data = c2b_data};
+                             .data = c2b_data,
+                             .filter = filter};
     b2c = (struct direction){.from = backend,
                              .to = client,
                              .reading = true,
                              .writing = true,
                              .count = &res->to_client,
-                             .data = b2c_data};
+                             .data = b2c_data,
+                             .filter = filter};
 
     for (;;) {
         bool pending = false;
         long long now, deadline;
         int n;
 
+        /* A reply read may let the client's held bytes go, and a second
+         * STARTTLS answered puts our answer into the backend's stream. */
+        if (filter != NULL) {
+            filter_run(&c2b, &b2c, true);
+            filter_run(&b2c, &c2b, false);
+        }
         /* A reader is done and its bytes are all written: half-close the
          * writer, so the other side sees the end; its reply may still come. */
         for (i = 0; i < 2; i++) {
@@ -300,8 +350,10 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
             in->events = room && !d->read_wants_write ? POLLIN : 0;
             out->fd = d->to->wfd;
             out->events =
-                d->writing && (buf_len(d) > 0 || !d->reading || end_out_pending(d->to)) ? POLLOUT
-                                                                                           : 0;
+                d->writing && (buf_ready(d) > 0 || (!d->reading && d->ready == d->end) ||
+                               end_out_pending(d->to))
+                    ? POLLOUT
+                    : 0;
         }
         /* A TLS read that waits to write polls its own end's write fd. */
         if (c2b.read_wants_write)
@@ -358,6 +410,8 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
             if (pfd[in].revents || end_pending(d->from) ||
                 (d->read_wants_write && pfd[out].revents))
                 pump_in(d, other, &activity, res);
+            if (filter != NULL)
+                filter_run(d, other, d == &c2b);
             pump_out(d, other, &activity, res);
         }
     }

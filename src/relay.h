@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "stfilter.h"
 #include "tls.h"
 
 /*
@@ -25,8 +26,8 @@ struct relay_end {
 struct relay_result {
     unsigned long long to_backend; /* plaintext bytes accepted by the backend side */
     unsigned long long to_client;  /* plaintext bytes accepted by the client side */
-    const char *end;   /* ok, idle-timeout, close-timeout, terminated, protocol-error */
-    char detail[160];  /* the error behind a reset or a protocol error, for the log */
+    const char *end;  /* ok, idle-timeout, close-timeout, terminated, protocol-error */
+    char detail[160]; /* the error behind a reset or a protocol error, for the log */
 };
 
 /*
@@ -40,10 +41,14 @@ struct relay_result {
  * An end whose TLS broke the protocol is sent the alert its error calls for
  * and is not read any more: the bytes it sent before the error are still
  * delivered (end=protocol-error).
+ * With a filter (--starttls, once TLS is on: stfilter.c) each direction's
+ * bytes pass through it before they are written; without one (implicit
+ * TLS, a session in clear) bytes are written as they were read.
  * Returns 0, EX_TEMPFAIL when a timeout or a signal ended the relay, or
  * EX_PROTOCOL after a protocol error.
  */
-int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle_sec,
-              unsigned close_sec, const volatile sig_atomic_t *stop, struct relay_result *res);
+int relay_run(struct relay_end *client, struct relay_end *backend, struct stfilter *filter,
+              unsigned idle_sec, unsigned close_sec, const volatile sig_atomic_t *stop,
+              struct relay_result *res);
 
 #endif

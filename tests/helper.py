@@ -260,8 +260,8 @@ class Lines:
         return line.rstrip(b"\r").decode("latin-1")
 
 
-def h_pop3(conn, a, log):
-    msg = b"Subject: test\r\n\r\nhello from pop3 backend\r\n"
+def h_pop3(conn, a, log, capa=b"+OK\r\nUSER\r\nUIDL\r\n.\r\n",
+           msg=b"Subject: test\r\n\r\nhello from pop3 backend\r\n"):
     conn.sendall(b"+OK tlsfilter-test POP3 ready\r\n")
     rd = Lines(conn)
     while True:
@@ -271,7 +271,7 @@ def h_pop3(conn, a, log):
         log("cmd " + line)
         cmd = line.split(" ")[0].upper()
         if cmd == "CAPA":
-            conn.sendall(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n")
+            conn.sendall(capa)
         elif cmd in ("USER", "PASS", "NOOP", "DELE", "RSET"):
             conn.sendall(b"+OK\r\n")
         elif cmd == "STAT":
@@ -287,8 +287,17 @@ def h_pop3(conn, a, log):
             conn.sendall(b"-ERR unknown\r\n")
 
 
-def h_imap(conn, a, log):
-    conn.sendall(b"* OK [CAPABILITY IMAP4rev1] tlsfilter-test IMAP ready\r\n")
+def h_pop3ext(conn, a, log):
+    """h_pop3 offering STLS in CAPA itself (what tlsfilter must hide after TLS);
+    its message has lines "STLS" and "..STLS" (dot-stuffed)."""
+    h_pop3(conn, a, log, b"+OK\r\nUSER\r\nSTLS\r\nUIDL\r\n.\r\n",
+           b"Subject: test\r\n\r\nhello from pop3 backend\r\nSTLS\r\n..STLS\r\n")
+
+
+def h_imap(conn, a, log, caps=b"IMAP4rev1"):
+    """A small IMAP server; --send-file replaces its greeting (PREAUTH, BYE)."""
+    conn.sendall(read_file(a.send_file) if a.send_file else
+                 b"* OK [CAPABILITY " + caps + b"] tlsfilter-test IMAP ready\r\n")
     rd = Lines(conn)
     while True:
         line = rd.readline()
@@ -299,9 +308,9 @@ def h_imap(conn, a, log):
         tag = parts[0].encode()
         cmd = parts[1].upper() if len(parts) > 1 else ""
         if cmd == "CAPABILITY":
-            conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n")
+            conn.sendall(b"* CAPABILITY " + caps + b"\r\n" + tag + b" OK done\r\n")
         elif cmd == "LOGIN":
-            conn.sendall(tag + b" OK LOGIN completed\r\n")
+            conn.sendall(tag + b" OK [CAPABILITY " + caps + b"] LOGIN completed\r\n")
         elif cmd == "LIST":
             conn.sendall(b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
                          b'* LIST (\\HasNoChildren) "/" tlsfilter-test-box\r\n'
@@ -311,6 +320,12 @@ def h_imap(conn, a, log):
             break
         else:
             conn.sendall(tag + b" OK done\r\n")
+
+
+def h_imapext(conn, a, log):
+    """h_imap announcing STARTTLS and LOGINDISABLED itself (greeting, CAPABILITY,
+    LOGIN's [CAPABILITY] code): what tlsfilter must hide after TLS."""
+    h_imap(conn, a, log, b"IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN")
 
 
 def h_smtp(conn, a, log, ehlo=b"250-localhost\r\n250 8BITMIME\r\n"):
@@ -620,7 +635,8 @@ def pphdr(a):
 HANDLERS = {"closer": h_closer, "noread": h_noread, "slow": h_slow,
             "echo": h_echo, "hash": h_hash, "late": h_late, "bulk": h_bulk,
             "banner": h_banner, "source": h_source, "pop3": h_pop3,
-            "imap": h_imap, "smtp": h_smtp, "smtpext": h_smtpext, "proxyecho": h_proxyecho}
+            "imap": h_imap, "imapext": h_imapext, "pop3ext": h_pop3ext,
+            "smtp": h_smtp, "smtpext": h_smtpext, "proxyecho": h_proxyecho}
 
 
 def serve(a):

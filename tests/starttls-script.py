@@ -4,6 +4,7 @@
   starttls-script.py PORT CAFILE STEP...
 
 Steps, run in order on one connection to 127.0.0.1:PORT:
+  bind:ADDR     (first only) connect from ADDR, a local address such as 127.0.0.2
   send:TEXT     send TEXT (Python escapes: \\r\\n, \\x00), one segment
   read:REGEX    read lines until one matches REGEX (a regular expression)
   tls           the TLS handshake (server name localhost, CAFILE trusted)
@@ -24,7 +25,10 @@ import time
 def main():
     port, cafile, steps = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     out = []
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    src = None
+    if steps and steps[0].startswith("bind:"):
+        src, steps = (steps[0][5:], 0), steps[1:]
+    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=src)
     buf = b""
     rc = 0
     try:
