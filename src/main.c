@@ -234,6 +234,17 @@ static int load_credentials(struct conn *c)
     return EX_CONFIG;
 }
 
+/* The listener: the certificate and key parsed once, for every child. */
+static int prepare_credentials(struct conn *c)
+{
+    char err[512], reason[600];
+
+    if (tls_prepare(c->tls, err, sizeof err) == 0)
+        return 0;
+    log_msg(LOG_ERR, "event=config-error reason=%s", log_value(err, reason, sizeof reason));
+    return EX_CONFIG;
+}
+
 /*
  * The listener's SIGHUP: new connections get the files as they are now; a
  * file that no longer loads (or parses: tls_check()) keeps the old ones,
@@ -263,7 +274,9 @@ static int reload_credentials(void *p)
         return -1;
     }
     free(text);
-    if (load_credentials(c) != 0) {
+    if (load_credentials(c) != 0 || prepare_credentials(c) != 0) {
+        if (c->tls != old)
+            tls_free(c->tls);
         c->tls = old;
         log_msg(LOG_ERR, "event=reload-failed reason=\"the old credentials are kept\"");
         return -1;
@@ -736,7 +749,7 @@ int main(int argc, char **argv)
     if ((lfd = listener_find()) >= 0) {
         bool child;
 
-        if ((status = steps[0](&c)) != 0)
+        if ((status = steps[0](&c)) != 0 || (status = prepare_credentials(&c)) != 0)
             return status;
         status = listener_run(&c.cfg, lfd, reload_credentials, &c, &child);
         if (!child)
