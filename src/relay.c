@@ -300,9 +300,8 @@ int relay_run(struct relay_end *client, struct relay_end *backend, unsigned idle
             in->events = room && !d->read_wants_write ? POLLIN : 0;
             out->fd = d->to->wfd;
             out->events =
-                d->writing && (buf_len(d) > 0 || !d->reading || end_out_pending(d->to))
-                    ? POLLOUT
-                    : 0;
+                d->writing && (buf_len(d) > 0 || !d->reading || end_out_pending(d->to)) ? POLLOUT
+                                                                                           : 0;
         }
         /* A TLS read that waits to write polls its own end's write fd. */
         if (c2b.read_wants_write)

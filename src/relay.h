@@ -25,8 +25,8 @@ struct relay_end {
 struct relay_result {
     unsigned long long to_backend; /* plaintext bytes accepted by the backend side */
     unsigned long long to_client;  /* plaintext bytes accepted by the client side */
-    const char *end;  /* ok, idle-timeout, close-timeout, terminated, protocol-error */
-    char detail[160]; /* the error behind a reset or a protocol error, for the log */
+    const char *end;   /* ok, idle-timeout, close-timeout, terminated, protocol-error */
+    char detail[160];  /* the error behind a reset or a protocol error, for the log */
 };
 
 /*
