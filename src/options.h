@@ -27,11 +27,11 @@
  * every process (callgrind, one X25519 connection: 7,760,551 with this
  * string, 7,766,308 with the older X25519:P-256:P-384 one).
  */
-#define OPTIONS_DEFAULT_PRIORITY                                \
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                \
-    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305" \
-    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"           \
-    ":-GROUP-ALL:+GROUP-X25519:+GROUP-EC-ALL"                   \
+#define OPTIONS_DEFAULT_PRIORITY                                  \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                  \
+    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"   \
+    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"             \
+    ":-GROUP-ALL:+GROUP-X25519:+GROUP-EC-ALL"                     \
     ":%SERVER_PRECEDENCE"
 
 /* Ticket lifetime without -t: GnuTLS's own default, 6 hours. */
@@ -92,15 +92,16 @@ struct config {
     bool accept_proxy;          /* --accept-proxy: a PROXY header from a balancer first */
     const char *proxy_from[16]; /* --proxy-from ADDR[/PREFIX]: the balancers */
     size_t n_proxy_from;
-    int starttls;             /* --starttls: enum starttls_proto (0: implicit TLS) */
-    bool starttls_optional;   /* --starttls-optional: a client may stay in clear */
-    unsigned max_connections; /* listener (wait = yes, Accept=no): sessions at once */
+    int starttls;            /* --starttls: enum starttls_proto (0: implicit TLS) */
+    bool starttls_optional;  /* --starttls-optional: a client may stay in clear */
+    const char *config_file; /* --config or the single argument */
+    const char *notes[16];   /* accepted-but-ignored options, to be logged */
+    size_t n_notes;
+    /* The listener (xinetd wait = yes, systemd Accept=no): */
+    unsigned max_connections; /* sessions at once */
     unsigned max_per_source;  /* ... from one client address (0: no limit) */
     unsigned max_rate;        /* ... new connections per second (0: no limit) */
     unsigned exit_idle;       /* ... seconds without a session before exiting (0: never) */
-    const char *config_file;  /* --config or the single argument */
-    const char *notes[16];    /* accepted-but-ignored options, to be logged */
-    size_t n_notes;
 };
 
 /* Record a note for the log (an option accepted but without effect here). */

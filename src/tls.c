@@ -73,16 +73,16 @@ struct tls {
     gnutls_datum_t pem[8]; /* several --cert: the files' text, read early */
     const char *pem_name[8];
     size_t n_pem;
-    gnutls_datum_t key_pem;   /* --key's text (read early; see tls_new()) */
+    gnutls_datum_t key_pem; /* --key's text (read early; see tls_new()) */
     gnutls_pcert_st ours[16]; /* one --cert, parsed at the first full handshake */
     unsigned n_ours;
     gnutls_privkey_t our_key;
-    char sig_alg[64]; /* our certificate's, for the PROXY v2 header */
+    char sig_alg[64];       /* our certificate's, for the PROXY v2 header */
     char key_alg[32];
     char client_cn[128];
-    char protocol[16];         /* "TLSv1.3", as mod_ssl and OpenSSL write it */
-    size_t in_start, in_end;   /* bytes read from rfd that GnuTLS has not taken yet */
-    unsigned char *in;         /* TLS_IN_BUF bytes, or NULL until the first read */
+    char protocol[16];       /* "TLSv1.3", as mod_ssl and OpenSSL write it */
+    size_t in_start, in_end; /* bytes read from rfd that GnuTLS has not taken yet */
+    unsigned char *in;       /* TLS_IN_BUF bytes, or NULL until the first read */
     size_t out_start, out_end; /* records made, not yet written to wfd */
     unsigned char *out;        /* TLS_OUT_BUF bytes, or NULL until the first batch */
     bool batching;             /* inside tls_write(): push() collects records */
@@ -790,8 +790,8 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
             snprintf(err, errlen, "cannot load %s: no PEM certificate in it", cfg->cert_file);
             goto fail;
         }
-        if (!by_name &&
-            !pem_has(t->key_pem.data != NULL ? &t->key_pem : &t->pem[0], "PRIVATE KEY")) {
+        if (!by_name && !pem_has(t->key_pem.data != NULL ? &t->key_pem : &t->pem[0],
+                                 "PRIVATE KEY")) {
             snprintf(err, errlen, "cannot load %s: no PEM private key in it",
                      cfg->key_file ? cfg->key_file : cfg->cert_file);
             goto fail;
@@ -917,6 +917,7 @@ void tls_attach(struct tls *t, int rfd, int wfd)
     t->rfd = rfd;
     t->wfd = wfd;
 }
+
 
 /*
  * The client's identity holds for resumed sessions too: check it here when
