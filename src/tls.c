@@ -712,8 +712,9 @@ int tls_prepare(struct tls *t, char *err, size_t errlen)
 
     /* Only the single --cert of retrieve_ours() is parsed lazily per
      * process; several are parsed per client name, and --ocsp-response's
-     * were parsed by tls_new(). */
-    if (cfg->client_mode || cfg->n_more_certs > 0 || cfg->sni_strict ||
+     * were parsed by tls_new(). A client's (-c) certificate is loaded by
+     * tls_new_client(), which keeps no cfg. */
+    if (cfg == NULL || cfg->client_mode || cfg->n_more_certs > 0 || cfg->sni_strict ||
         cfg->ocsp_file != NULL || t->n_ours > 0)
         return 0;
     if (parse_ours(t) < 0) {
