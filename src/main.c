@@ -27,6 +27,7 @@
 #include "access.h"
 #include "backend.h"
 #include "identity.h"
+#include "listener.h"
 #include "log.h"
 #include "options.h"
 #include "peer.h"
@@ -231,6 +232,58 @@ static int load_credentials(struct conn *c)
         return 0;
     log_msg(LOG_ERR, "event=config-error reason=%s", log_value(err, reason, sizeof reason));
     return EX_CONFIG;
+}
+
+/* The listener: the certificate and key parsed once, for every child. */
+static int prepare_credentials(struct conn *c)
+{
+    char err[512], reason[600];
+
+    if (tls_prepare(c->tls, err, sizeof err) == 0)
+        return 0;
+    log_msg(LOG_ERR, "event=config-error reason=%s", log_value(err, reason, sizeof reason));
+    return EX_CONFIG;
+}
+
+/*
+ * The listener's SIGHUP: new connections get the files as they are now; a
+ * file that no longer loads (or parses: tls_check()) keeps the old ones,
+ * with the reason in an error line. Running sessions keep what they had.
+ */
+static int reload_credentials(void *p)
+{
+    struct conn *c = p;
+    struct tls *old = c->tls;
+    char *text = NULL, *line, reason[600];
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    int bad = out == NULL;
+
+    if (out != NULL && (!c->cfg.client_mode || c->cfg.cert_set))
+        bad = tls_check(&c->cfg, out) != 0;
+    if (out != NULL)
+        fclose(out);
+    if (bad) {
+        line = text != NULL ? strstr(text, "error: ") : NULL;
+        if (line != NULL)
+            line[strcspn(line, "\n")] = '\0';
+        log_msg(LOG_ERR, "event=reload-failed reason=%s",
+                log_value(line != NULL ? line + 7 : "the files do not load", reason,
+                          sizeof reason));
+        free(text);
+        return -1;
+    }
+    free(text);
+    if (load_credentials(c) != 0 || prepare_credentials(c) != 0) {
+        if (c->tls != old)
+            tls_free(c->tls);
+        c->tls = old;
+        log_msg(LOG_ERR, "event=reload-failed reason=\"the old credentials are kept\"");
+        return -1;
+    }
+    tls_free(old);
+    log_msg(LOG_NOTICE, "event=reloaded");
+    return 0;
 }
 
 /* A step's status for "done, and all is well": the process exits 0. */
@@ -635,7 +688,7 @@ int main(int argc, char **argv)
     step_fn *const *steps;
     char err[512];
     size_t i;
-    int status = 0;
+    int status = 0, lfd;
 
     clock_gettime(CLOCK_MONOTONIC, &c.start);
     /* A peer gone mid-write must be an error return, not a signal. */
@@ -694,7 +747,23 @@ int main(int argc, char **argv)
         steps = c.cfg.accept_proxy ? proxy_starttls_steps : starttls_steps;
     else
         steps = c.cfg.accept_proxy ? proxy_steps : server_steps;
-    for (i = 0; steps[i] != NULL; i++) {
+    i = 0;
+    /*
+     * xinetd wait = yes, systemd Accept=no: credentials once, in the parent,
+     * then a child per connection runs the rest of the steps on it.
+     */
+    if ((lfd = listener_find()) >= 0) {
+        bool child;
+
+        if ((status = steps[0](&c)) != 0 || (status = prepare_credentials(&c)) != 0)
+            return status;
+        status = listener_run(&c.cfg, lfd, reload_credentials, &c, &child);
+        if (!child)
+            return status;
+        clock_gettime(CLOCK_MONOTONIC, &c.start);
+        i = 1;
+    }
+    for (; steps[i] != NULL; i++) {
         status = steps[i](&c);
         if (status != 0)
             break;

@@ -80,6 +80,11 @@ const char options_usage[] =
     "      --timeout-connect SECS    (default 10)\n"
     "      --timeout-idle SECS       (default 1860)\n"
     "      --timeout-close SECS      (default 60)\n"
+    "      --max-connections N  listener (xinetd wait = yes, systemd Accept=no):\n"
+    "                           sessions at once (default 64)\n"
+    "      --max-per-source N   ... from one client address (default: no limit)\n"
+    "      --max-rate N         ... new connections per second (default: no limit)\n"
+    "      --exit-idle SECS     ... exit after SECS without a session (default: never)\n"
     "      --config FILE        read an stunnel 4/5 configuration file; options\n"
     "                           after it override it, options before it do not\n"
     "      --check              check the options and credentials, then exit\n"
@@ -115,6 +120,10 @@ enum {
     OPT_STARTTLS,
     OPT_STARTTLS_OPTIONAL,
     OPT_STARTTLS_REQUIRED,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_PER_SOURCE,
+    OPT_MAX_RATE,
+    OPT_EXIT_IDLE,
 };
 
 static const struct option long_options[] = {
@@ -159,6 +168,10 @@ static const struct option long_options[] = {
     {"starttls", required_argument, NULL, OPT_STARTTLS},
     {"starttls-optional", no_argument, NULL, OPT_STARTTLS_OPTIONAL},
     {"starttls-required", no_argument, NULL, OPT_STARTTLS_REQUIRED},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE},
+    {"max-rate", required_argument, NULL, OPT_MAX_RATE},
+    {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -285,6 +298,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout_connect = 10;
     cfg->timeout_idle = 1860; /* longer than IMAP IDLE's 29 minutes */
     cfg->timeout_close = 60;
+    cfg->max_connections = 64; /* systemd's MaxConnections= default */
     cfg->libwrap = true;
     cfg->verify_level = -1;
     cfg->session_timeout = OPTIONS_DEFAULT_SESSION_TIMEOUT;
@@ -646,6 +660,24 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             break;
         case OPT_STARTTLS_REQUIRED:
             cfg->starttls_optional = false;
+            break;
+        case OPT_MAX_CONNECTIONS:
+        case OPT_MAX_PER_SOURCE:
+        case OPT_MAX_RATE: {
+            unsigned *limit = c == OPT_MAX_CONNECTIONS  ? &cfg->max_connections
+                              : c == OPT_MAX_PER_SOURCE ? &cfg->max_per_source
+                                                        : &cfg->max_rate;
+            long v;
+            if (parse_long(optarg, c == OPT_MAX_CONNECTIONS ? 1 : 0, 65536, &v) < 0) {
+                fail(errbuf, errlen, "%s %s: expected a number (%d-65536)",
+                     flag_name(c, name, sizeof name), optarg, c == OPT_MAX_CONNECTIONS ? 1 : 0);
+                return OPTIONS_ERROR;
+            }
+            *limit = (unsigned)v;
+            break;
+        }
+        case OPT_EXIT_IDLE:
+            timeout = &cfg->exit_idle;
             break;
         case OPT_OCSP:
             cfg->ocsp_file = optarg;

@@ -97,6 +97,11 @@ struct config {
     const char *config_file; /* --config or the single argument */
     const char *notes[16];   /* accepted-but-ignored options, to be logged */
     size_t n_notes;
+    /* The listener (xinetd wait = yes, systemd Accept=no): */
+    unsigned max_connections; /* sessions at once */
+    unsigned max_per_source;  /* ... from one client address (0: no limit) */
+    unsigned max_rate;        /* ... new connections per second (0: no limit) */
+    unsigned exit_idle;       /* ... seconds without a session before exiting (0: never) */
 };
 
 /* Record a note for the log (an option accepted but without effect here). */

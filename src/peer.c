@@ -59,15 +59,15 @@ static void set_port(char *out, const char *port)
         snprintf(out, 8, "%ld", v);
 }
 
-/* The peer's (peer = true) or our own address of the socket on fd 0. */
-static bool from_socket(char *addr, char *portbuf, bool peer)
+/* The peer's (peer = true) or our own address of the socket on fd. */
+static bool from_socket(int fd, char *addr, char *portbuf, bool peer)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char host[INET6_ADDRSTRLEN], port[8];
     const void *a;
-    int r = peer ? getpeername(0, (struct sockaddr *)&ss, &len)
-                 : getsockname(0, (struct sockaddr *)&ss, &len);
+    int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+                 : getsockname(fd, (struct sockaddr *)&ss, &len);
 
     if (r < 0)
         return false;
@@ -128,7 +128,7 @@ void peer_identify(struct peer *p)
     }
     if (p->kind == PEER_UNIX) {
         errno = 0;
-        inet = from_socket(p->addr, p->port, true);
+        inet = from_socket(0, p->addr, p->port, true);
         /* A TCP client that already reset: getpeername has nothing to say. */
         p->gone = !inet && errno == ENOTCONN;
     }
@@ -136,7 +136,7 @@ void peer_identify(struct peer *p)
         p->kind = PEER_TCP;
         p->known = true;
         p->source = "socket";
-        from_socket(p->local_addr, p->local_port, false);
+        from_socket(0, p->local_addr, p->local_port, false);
     } else {
         static const char *const vars[][2] = {{"REMOTE_HOST", "REMOTE_PORT"},
                                               {"SOCAT_PEERADDR", "SOCAT_PEERPORT"},
@@ -152,6 +152,16 @@ void peer_identify(struct peer *p)
             from_env(p->local_addr, p->local_port, "TCPLOCALIP", "TCPLOCALPORT");
     }
     set_text(p->text, p->known ? p->addr : NULL, p->port);
+}
+
+void peer_of_socket(int fd, char *addr, char *text)
+{
+    char port[8];
+    bool known = from_socket(fd, addr, port, true);
+
+    if (!known)
+        addr[0] = '\0';
+    set_text(text, known ? addr : NULL, port);
 }
 
 static int set_nonblock(int fd)

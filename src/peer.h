@@ -36,6 +36,13 @@ struct peer {
 void peer_identify(struct peer *p);
 
 /*
+ * The client of an accepted socket fd, as the listener sees it before a
+ * child takes it: addr (INET6_ADDRSTRLEN, numeric, "" if unknown) and text
+ * (INET6_ADDRSTRLEN + 12, as struct peer's).
+ */
+void peer_of_socket(int fd, char *addr, char *text);
+
+/*
  * Make fds 0 and 1 non-blocking and, on TCP, turn Nagle off. 0 or -1.
  */
 int peer_prepare(const struct peer *p);

@@ -706,6 +706,24 @@ static int retrieve_ours(gnutls_session_t session, const struct gnutls_cert_retr
     return 0;
 }
 
+int tls_prepare(struct tls *t, char *err, size_t errlen)
+{
+    const struct config *cfg = t->cfg;
+
+    /* Only the single --cert of retrieve_ours() is parsed lazily per
+     * process; several are parsed per client name, and --ocsp-response's
+     * were parsed by tls_new(). A client's (-c) certificate is loaded by
+     * tls_new_client(), which keeps no cfg. */
+    if (cfg == NULL || cfg->client_mode || cfg->n_more_certs > 0 || cfg->sni_strict ||
+        cfg->ocsp_file != NULL || t->n_ours > 0)
+        return 0;
+    if (parse_ours(t) < 0) {
+        snprintf(err, errlen, "%s", t->error);
+        return -1;
+    }
+    return 0;
+}
+
 /* Does the text hold a PEM block whose label ends with `label`? */
 static bool pem_has(const gnutls_datum_t *pem, const char *label)
 {

@@ -52,6 +52,13 @@ struct tls *tls_new_client(const struct config *cfg, const char *name, int rfd, 
 void tls_attach(struct tls *t, int rfd, int wfd);
 
 /*
+ * The listener (wait = yes, Accept=no): parse now, once, the certificate and
+ * key that each process would otherwise parse at its first full handshake,
+ * so that every child inherits them parsed. 0, or -1 with a message.
+ */
+int tls_prepare(struct tls *t, char *err, size_t errlen);
+
+/*
  * --check: load everything as tls_new() does and, in addition, check that
  * the key matches the certificate, the chain is in order and every
  * certificate is within its validity period. Writes one line per finding to
