@@ -85,6 +85,7 @@ struct config {
     const char *ticket_key;     /* --ticket-key FILE: resumption across processes */
     unsigned session_timeout;   /* -t: ticket lifetime in seconds */
     const char *chroot_dir;     /* --chroot */
+    bool key_process;           /* --key-process: the keys sign in a process of their own */
     const char *hosts_allow;    /* --hosts-allow: libwrap's allow table */
     const char *hosts_deny;     /* --hosts-deny */
     bool libwrap;               /* check TCP wrappers (default yes, when built in) */

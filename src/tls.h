@@ -60,8 +60,24 @@ void tls_attach(struct tls *t, int rfd, int wfd);
 int tls_check(const struct config *cfg, FILE *out);
 
 /*
+ * --key-process yes (the default), after tls_new() or tls_new_client() and
+ * before privileges are dropped: fork the key process (keyproc.c), which
+ * keeps the private keys, and erase every copy of them here. Nothing to do
+ * without keys or with --key-process no. 0, or -1 with a message in err.
+ */
+int tls_key_process(struct tls *t, char *err, size_t errlen);
+
+/*
+ * --check: start a key process for t's keys and have it sign a test string
+ * with each of them (verified with the certificate). One line per finding
+ * to out; 0 when all is well.
+ */
+int tls_check_key_process(struct tls *t, FILE *out);
+
+/*
  * Run the server handshake with non-blocking I/O until done, failed, or
- * timeout_sec seconds have passed. On failure, tls_error() says why.
+ * timeout_sec seconds have passed. On failure, tls_error() says why. The
+ * key process, if any, is done with once it returns.
  */
 enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec);
 
