@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@
 #define KEYPROC_MALFORMED 3
 #define KEYPROC_TRUNCATED 4
 #define KEYPROC_SETUP_FAILED 5
+#define KEYPROC_BAD_KEY 6 /* the key did not parse: its GnuTLS code follows */
 
 struct request {
     uint32_t magic;
@@ -124,12 +126,14 @@ static void answer(int fd, int32_t status, const void *data, size_t len)
         write_full(fd, data, len);
 }
 
-/* Sign one request with key k->key[i], parsed now if it was not yet. */
+/* Sign one request with key k->key[i], parsed now if it was not yet
+ * (*parsed false when that failed). */
 static int sign(struct keyproc_keys *k, const struct request *rq, const gnutls_datum_t *data,
-                gnutls_datum_t *sig)
+                gnutls_datum_t *sig, bool *parsed)
 {
     int ret = 0;
 
+    *parsed = true;
     if (k->key[rq->index] == NULL) {
         ret = gnutls_privkey_init(&k->key[rq->index]);
         if (ret >= 0)
@@ -138,6 +142,7 @@ static int sign(struct keyproc_keys *k, const struct request *rq, const gnutls_d
         if (ret < 0) {
             gnutls_privkey_deinit(k->key[rq->index]);
             k->key[rq->index] = NULL;
+            *parsed = false;
             return ret;
         }
     }
@@ -157,7 +162,8 @@ int keyproc_serve(struct keyproc_keys *k, int fd, unsigned budget, long long dea
         struct request rq;
         gnutls_datum_t data, sig = {NULL, 0};
         ssize_t r = read_full(fd, &rq, sizeof rq, deadline_ms);
-        int ret;
+        bool parsed;
+        int32_t ret;
 
         /* The network side closed its end: the handshake is over. */
         if (r == 0)
@@ -188,11 +194,14 @@ int keyproc_serve(struct keyproc_keys *k, int fd, unsigned budget, long long dea
         }
         data.data = buf;
         data.size = rq.len;
-        ret = sign(k, &rq, &data, &sig);
+        ret = sign(k, &rq, &data, &sig, &parsed);
         made++;
         if (ret >= 0 && sig.size > KEYPROC_MAX_SIG)
             ret = GNUTLS_E_SHORT_MEMORY_BUFFER;
-        answer(fd, ret < 0 ? ret : 0, sig.data, ret < 0 ? 0 : sig.size);
+        if (!parsed)
+            answer(fd, KEYPROC_BAD_KEY, &ret, sizeof ret);
+        else
+            answer(fd, ret < 0 ? ret : 0, sig.data, ret < 0 ? 0 : sig.size);
         gnutls_free(sig.data);
     }
 }
@@ -382,6 +391,16 @@ static int ask(struct keyproc_key *kk, uint8_t op, gnutls_sign_algorithm_t algo,
             shutdown(l->fd, SHUT_WR);
         if (read_full(l->fd, &a, sizeof a, now_ms() + l->timeout_ms) != (ssize_t)sizeof a)
             return link_fail(l, "no answer (it ended or was killed)");
+        if (a.status == KEYPROC_BAD_KEY) {
+            int32_t code = GNUTLS_E_INTERNAL_ERROR;
+            if (a.len == sizeof code)
+                read_full(l->fd, &code, sizeof code, now_ms() + l->timeout_ms);
+            l->bad_key = true;
+            if (l->err != NULL)
+                snprintf(l->err, l->errlen, "cannot load the key of %s: %s",
+                         kk->name != NULL ? kk->name : "?", gnutls_strerror(code));
+            return GNUTLS_E_PK_SIGN_FAILED;
+        }
         if (a.status > 0) {
             snprintf(why, sizeof why, "refused the request: %s",
                      a.status == KEYPROC_PAST_BOUND  ? "past the bound of signatures per "

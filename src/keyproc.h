@@ -58,6 +58,7 @@ struct keyproc_link {
     int fd;              /* -1 when there is no key process (any more) */
     pid_t pid;           /* ours to reap, or 0 */
     unsigned timeout_ms; /* for one answer */
+    bool bad_key;        /* a key did not parse: a configuration error */
     char *err;
     size_t errlen;
 #ifdef TEST_HOOKS
@@ -71,6 +72,7 @@ struct keyproc_key {
     unsigned index;
     gnutls_pk_algorithm_t pk;
     unsigned bits;
+    const char *name; /* the key's file, for the log */
 };
 
 /*

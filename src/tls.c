@@ -623,6 +623,7 @@ static int key_of(struct tls *t, size_t i, const gnutls_pcert_st *cert, gnutls_p
         return pk;
     kk->link = &t->link;
     kk->index = (unsigned)i;
+    kk->name = i == 0 && t->cfg->key_file != NULL ? t->cfg->key_file : t->pem_name[i];
     kk->pk = (gnutls_pk_algorithm_t)pk;
     return keyproc_privkey(key, kk);
 }
@@ -1178,9 +1179,9 @@ static enum tls_handshake_result handshake_run(struct tls *t, unsigned timeout_s
                 alert_peer(t, ret);
             return TLS_HANDSHAKE_REFUSED;
         }
-        /* Our own certificate or key would not parse: the client is told
-         * "internal error", the log says which file. */
-        if (t->config_error) {
+        /* Our own certificate or key would not parse (here, or in the key
+         * process): the client is told "internal error", the log says which file. */
+        if (t->config_error || t->link.bad_key) {
             send_alert(t, GNUTLS_A_INTERNAL_ERROR);
             return TLS_HANDSHAKE_CONFIG;
         }
