@@ -341,7 +341,13 @@ void keyproc_stop(struct keyproc_link *link)
         close(link->fd);
         link->fd = -1;
     }
-    /* It exits on the close: wait for it, so that no zombie outlives the handshake. */
+    /*
+     * It would exit on the close by itself; it is killed so that one that
+     * hangs (stopped, or stuck in a signature) cannot hold us here, and
+     * reaped, so that no zombie outlives the handshake.
+     */
+    if (link->pid > 0)
+        kill(link->pid, SIGKILL);
     while (link->pid > 0 && waitpid(link->pid, NULL, 0) < 0 && errno == EINTR)
         ;
     link->pid = 0;
