@@ -39,6 +39,7 @@
 #define KEYPROC_MAGIC 0x6b707231u /* "kpr1" */
 #define KEYPROC_OP_SIGN_DATA 1
 #define KEYPROC_OP_SIGN_HASH 2
+#define KEYPROC_OP_CHECK 3 /* parse key `index` now: does it load? (signs nothing) */
 /* The most a handshake signs (TLS 1.3: 64 + 34 + 64 bytes; TLS 1.2 ECDHE:
  * 64 + the curve's point) and the longest signature (RSA 16384 bits). */
 #define KEYPROC_MAX_DATA 2048
@@ -126,26 +127,33 @@ static void answer(int fd, int32_t status, const void *data, size_t len)
         write_full(fd, data, len);
 }
 
-/* Sign one request with key k->key[i], parsed now if it was not yet
- * (*parsed false when that failed). */
-static int sign(struct keyproc_keys *k, const struct request *rq, const gnutls_datum_t *data,
-                gnutls_datum_t *sig, bool *parsed)
+/* Key i, parsed now if it was not yet. A GnuTLS error code. */
+static int parse(struct keyproc_keys *k, unsigned i)
 {
     int ret = 0;
 
-    *parsed = true;
-    if (k->key[rq->index] == NULL) {
-        ret = gnutls_privkey_init(&k->key[rq->index]);
-        if (ret >= 0)
-            ret = gnutls_privkey_import_x509_raw(k->key[rq->index], &k->pem[rq->index],
-                                                 GNUTLS_X509_FMT_PEM, NULL, 0);
-        if (ret < 0) {
-            gnutls_privkey_deinit(k->key[rq->index]);
-            k->key[rq->index] = NULL;
-            *parsed = false;
-            return ret;
-        }
+    if (k->key[i] != NULL)
+        return 0;
+    ret = gnutls_privkey_init(&k->key[i]);
+    if (ret >= 0)
+        ret =
+            gnutls_privkey_import_x509_raw(k->key[i], &k->pem[i], GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (ret < 0) {
+        gnutls_privkey_deinit(k->key[i]);
+        k->key[i] = NULL;
     }
+    return ret;
+}
+
+/* Sign one request with its key (*parsed false when that did not load). */
+static int sign(struct keyproc_keys *k, const struct request *rq, const gnutls_datum_t *data,
+                gnutls_datum_t *sig, bool *parsed)
+{
+    int ret = parse(k, rq->index);
+
+    *parsed = ret >= 0;
+    if (ret < 0)
+        return ret;
     if (rq->op == KEYPROC_OP_SIGN_DATA)
         return gnutls_privkey_sign_data2(k->key[rq->index], (gnutls_sign_algorithm_t)rq->algo,
                                          rq->flags, data, sig);
@@ -156,7 +164,7 @@ static int sign(struct keyproc_keys *k, const struct request *rq, const gnutls_d
 int keyproc_serve(struct keyproc_keys *k, int fd, unsigned budget, long long deadline_ms)
 {
     unsigned char buf[KEYPROC_MAX_DATA];
-    unsigned made = 0;
+    unsigned made = 0, checks = 0;
 
     for (;;) {
         struct request rq;
@@ -174,11 +182,26 @@ int keyproc_serve(struct keyproc_keys *k, int fd, unsigned budget, long long dea
             answer(fd, KEYPROC_TRUNCATED, NULL, 0);
             return -1;
         }
-        if (rq.magic != KEYPROC_MAGIC ||
-            (rq.op != KEYPROC_OP_SIGN_DATA && rq.op != KEYPROC_OP_SIGN_HASH) ||
-            rq.index >= k->n || rq.len == 0 || rq.len > sizeof buf) {
+        if (rq.magic != KEYPROC_MAGIC || rq.index >= k->n ||
+            (rq.op == KEYPROC_OP_CHECK
+                 ? rq.len != 0
+                 : (rq.op != KEYPROC_OP_SIGN_DATA && rq.op != KEYPROC_OP_SIGN_HASH) ||
+                       rq.len == 0 || rq.len > sizeof buf)) {
             answer(fd, KEYPROC_MALFORMED, NULL, 0);
             return -1;
+        }
+        /* Does key i load? Once per key at most: it signs nothing. */
+        if (rq.op == KEYPROC_OP_CHECK) {
+            if (++checks > k->n) {
+                answer(fd, KEYPROC_PAST_BOUND, NULL, 0);
+                return -1;
+            }
+            ret = parse(k, rq.index);
+            if (ret < 0)
+                answer(fd, KEYPROC_BAD_KEY, &ret, sizeof ret);
+            else
+                answer(fd, 0, NULL, 0);
+            continue;
         }
         r = read_full(fd, buf, rq.len, deadline_ms);
         if (r < 0)
@@ -327,7 +350,7 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
         why[r > 0 ? (size_t)r : 0] = '\0';
         snprintf(err, errlen, "key process: %s", why);
         keyproc_stop(link);
-        return -1;
+        return a.status == KEYPROC_SETUP_FAILED ? -2 : -1;
     }
 #ifdef TEST_HOOKS
     link->hook = getenv("TLSFILTER_TEST_KEYPROC");
@@ -360,6 +383,41 @@ static int link_fail(struct keyproc_link *l, const char *why)
     if (l->err != NULL)
         snprintf(l->err, l->errlen, "key process: %s", why);
     return GNUTLS_E_PK_SIGN_FAILED;
+}
+
+/* A key that did not load in the key process: a configuration error. */
+static int bad_key(struct keyproc_key *kk, int32_t code)
+{
+    struct keyproc_link *l = kk->link;
+
+    l->bad_key = true;
+    if (l->err != NULL)
+        snprintf(l->err, l->errlen, "cannot load the key of %s: %s",
+                 kk->name != NULL ? kk->name : "?", gnutls_strerror(code));
+    return GNUTLS_E_PK_SIGN_FAILED;
+}
+
+int keyproc_check(struct keyproc_key *kk)
+{
+    struct keyproc_link *l = kk->link;
+    struct request rq = {
+        .magic = KEYPROC_MAGIC, .op = KEYPROC_OP_CHECK, .index = (uint8_t)kk->index};
+    struct answer a;
+    int32_t code = GNUTLS_E_INTERNAL_ERROR;
+
+    if (l->fd < 0)
+        return link_fail(l, "not running");
+    if (write_full(l->fd, &rq, sizeof rq) < 0 ||
+        read_full(l->fd, &a, sizeof a, now_ms() + l->timeout_ms) != (ssize_t)sizeof a)
+        return link_fail(l, "no answer (it ended or was killed)");
+    if (a.status == KEYPROC_BAD_KEY) {
+        if (a.len == sizeof code)
+            read_full(l->fd, &code, sizeof code, now_ms() + l->timeout_ms);
+        return bad_key(kk, code);
+    }
+    if (a.status != 0 || a.len != 0)
+        return link_fail(l, "refused to check a key");
+    return 0;
 }
 
 /* One request, its answer: the signature in sig (gnutls_malloc'd). */
@@ -401,11 +459,7 @@ static int ask(struct keyproc_key *kk, uint8_t op, gnutls_sign_algorithm_t algo,
             int32_t code = GNUTLS_E_INTERNAL_ERROR;
             if (a.len == sizeof code)
                 read_full(l->fd, &code, sizeof code, now_ms() + l->timeout_ms);
-            l->bad_key = true;
-            if (l->err != NULL)
-                snprintf(l->err, l->errlen, "cannot load the key of %s: %s",
-                         kk->name != NULL ? kk->name : "?", gnutls_strerror(code));
-            return GNUTLS_E_PK_SIGN_FAILED;
+            return bad_key(kk, code);
         }
         if (a.status > 0) {
             snprintf(why, sizeof why, "refused the request: %s",

@@ -83,11 +83,20 @@ struct keyproc_key {
  * of them, or `budget` when not 0) until --timeout-handshake. forget(arg)
  * runs in the child first, to wipe what it inherited and must not keep.
  * Returns once the child said it is ready: 0 with link->fd (close-on-exec)
- * and link->pid set, or -1 with the child's (or fork's) reason in err.
+ * and link->pid set; -2 when it could not give up its privileges, -1 on
+ * any other failure, with the child's (or fork's) reason in err.
  */
 int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned budget,
                   void (*forget)(void *), void *arg, struct keyproc_link *link, char *err,
                   size_t errlen);
+
+/*
+ * Have the key process parse key kk now (several --cert: each file chosen
+ * for a handshake is checked whole, as when it was parsed here). 0, or a
+ * GnuTLS error with the reason in the link's err (link->bad_key: the key
+ * does not load, a configuration error).
+ */
+int keyproc_check(struct keyproc_key *kk);
 
 /* Close the link (the key process exits on it) and reap the process. */
 void keyproc_stop(struct keyproc_link *link);

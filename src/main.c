@@ -340,11 +340,12 @@ static int resolve_backend(struct conn *c)
 static int start_key_process(struct conn *c)
 {
     char err[512], reason[600];
+    int r = tls_key_process(c->tls, err, sizeof err);
 
-    if (tls_key_process(c->tls, err, sizeof err) == 0)
+    if (r == 0)
         return 0;
-    log_msg(LOG_ERR, "event=system-error peer=%s reason=%s", c->peer.text,
-            log_value(err, reason, sizeof reason));
+    log_msg(LOG_ERR, "event=%s peer=%s reason=%s", r == -2 ? "privilege-error" : "system-error",
+            c->peer.text, log_value(err, reason, sizeof reason));
     return EX_OSERR;
 }
 

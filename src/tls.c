@@ -649,6 +649,9 @@ static int use_remote_key(struct tls *t, size_t i)
         return ret;
     }
     ret = key_of(t, i, &pc[0], &key);
+    /* Several --cert: a file chosen is checked whole, its key included. */
+    if (ret >= 0 && t->link.fd >= 0 && (t->cfg->n_more_certs > 0 || t->cfg->sni_strict))
+        ret = keyproc_check(&t->keys[i]);
     if (ret >= 0)
         ret = gnutls_certificate_set_key(t->cred, NULL, 0, pc, (int)n, key);
     if (ret < 0) {
@@ -667,6 +670,12 @@ static int use_pem(struct tls *t, size_t i)
     int ret = t->cfg->key_process ? use_remote_key(t, i)
                                   : gnutls_certificate_set_x509_key_mem2(
                                         t->cred, &t->pem[i], key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    /* The key process said why: the key does not load (a configuration
+     * error), or it failed itself (a TLS failure). */
+    if (ret == GNUTLS_E_PK_SIGN_FAILED && t->cfg->key_process) {
+        t->config_error = t->link.bad_key;
+        return ret;
+    }
     if (ret < 0) {
         set_error(t, t->pem_name[i], ret);
         t->config_error = true;
@@ -994,6 +1003,7 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
 {
     struct keyproc_keys keys;
     size_t i;
+    int r;
 
     memset(&keys, 0, sizeof keys);
     for (i = 0; i < t->n_pem && i < KEYPROC_MAX_KEYS; i++)
@@ -1001,9 +1011,9 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
     keys.n = i;
     t->link.err = t->error;
     t->link.errlen = sizeof t->error;
-    if (keyproc_start(t->cfg, &keys, budget, forget_for_key_process, t, &t->link, err, errlen) <
-        0)
-        return -1;
+    r = keyproc_start(t->cfg, &keys, budget, forget_for_key_process, t, &t->link, err, errlen);
+    if (r < 0)
+        return r;
     /* From here on the keys are the key process's only. */
     for (i = 0; i < t->n_pem; i++)
         erase_key_blocks(&t->pem[i]);
@@ -1016,6 +1026,7 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
     return 0;
 }
 
+/* 0, or -1 (-2: the key process could not drop its privileges) with err. */
 int tls_key_process(struct tls *t, char *err, size_t errlen)
 {
     if (t->cfg == NULL || !t->cfg->key_process || t->n_pem == 0)
