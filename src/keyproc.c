@@ -274,7 +274,10 @@ static void run_child(const struct config *cfg, struct keyproc_keys *k, unsigned
                       void (*forget)(void *), void *arg)
 {
     struct config kcfg = *cfg;
-    long long deadline = now_ms() + (long long)cfg->timeout_handshake * 1000;
+    /* The handshake's deadline; a plaintext phase (--starttls) and a PROXY
+     * header (--accept-proxy) come first, each with as long again. */
+    long long phases = 1 + (cfg->starttls != 0) + (cfg->accept_proxy ? 1 : 0);
+    long long deadline = now_ms() + phases * cfg->timeout_handshake * 1000;
     char err[256] = "";
     int status;
 
@@ -358,19 +361,28 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
     return 0;
 }
 
+/* How long a key process told to go may take to exit before it is killed. */
+#define KEYPROC_EXIT_MS 500
+
 void keyproc_stop(struct keyproc_link *link)
 {
-    if (link->fd >= 0) {
-        close(link->fd);
-        link->fd = -1;
-    }
+    struct pollfd pfd = {.fd = link->fd, .events = POLLIN};
+    char c;
+
     /*
-     * It would exit on the close by itself; it is killed so that one that
-     * hangs (stopped, or stuck in a signature) cannot hold us here, and
-     * reaped, so that no zombie outlives the handshake.
+     * The end of file tells it to exit, and its end of the socketpair
+     * closes as it does. One that does not (stopped, stuck in a signature,
+     * or saying more) is killed: it cannot hold us here.
      */
-    if (link->pid > 0)
-        kill(link->pid, SIGKILL);
+    if (link->fd >= 0 && link->pid > 0) {
+        shutdown(link->fd, SHUT_WR);
+        if (poll(&pfd, 1, KEYPROC_EXIT_MS) <= 0 || read(link->fd, &c, 1) != 0)
+            kill(link->pid, SIGKILL);
+    }
+    if (link->fd >= 0)
+        close(link->fd);
+    link->fd = -1;
+    /* Reaped, so that no zombie outlives the handshake. */
     while (link->pid > 0 && waitpid(link->pid, NULL, 0) < 0 && errno == EINTR)
         ;
     link->pid = 0;

@@ -968,23 +968,23 @@ static void erase_key_blocks(gnutls_datum_t *pem)
 {
     char *p = (char *)pem->data, *end = p + pem->size;
 
-    while (p != NULL && p < end &&
-           (p = memmem(p, (size_t)(end - p), "-----BEGIN ", 11)) != NULL) {
-        char *label_end = memmem(p + 11, (size_t)(end - p - 11), "-----", 5);
-        char *stop;
+    while (p < end) {
+        char *begin = memmem(p, (size_t)(end - p), "-----BEGIN ", 11), *label_end, *stop;
 
+        if (begin == NULL)
+            return;
+        label_end = memmem(begin + 11, (size_t)(end - begin - 11), "-----", 5);
         if (label_end == NULL)
             return;
-        if ((size_t)(label_end - p) < 11 + 11 ||
-            memcmp(label_end - 11, "PRIVATE KEY", 11) != 0) {
-            p = label_end + 5;
+        p = label_end + 5;
+        if ((size_t)(label_end - begin) < 11 + 11 ||
+            memcmp(label_end - 11, "PRIVATE KEY", 11) != 0)
             continue;
-        }
-        stop = memmem(label_end + 5, (size_t)(end - label_end - 5), "-----END ", 9);
+        stop = memmem(p, (size_t)(end - p), "-----END ", 9);
         if (stop != NULL)
             stop = memmem(stop + 9, (size_t)(end - stop - 9), "-----", 5);
         stop = stop != NULL ? stop + 5 : end;
-        explicit_bzero(p, (size_t)(stop - p));
+        explicit_bzero(begin, (size_t)(stop - begin));
         p = stop;
     }
 }
