@@ -334,8 +334,10 @@ static int resolve_backend(struct conn *c)
 }
 
 /*
- * The private keys go to a process of their own, which only signs; from
- * here on this process has none (--key-process no: it keeps them).
+ * The private keys went to a process of their own, which only signs
+ * (forked as soon as the files were read: tls_new()); from here on this
+ * process has none (--key-process no: it keeps them). Its failure to
+ * start is reported here, with the peer.
  */
 static int start_key_process(struct conn *c)
 {

@@ -539,6 +539,7 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             break;
         case OPT_CHECK:
             result = OPTIONS_CHECK;
+            cfg->check = true;
             break;
         case OPT_TIMEOUT_HANDSHAKE:
             timeout = &cfg->timeout_handshake;

@@ -95,6 +95,8 @@ struct tls {
     const char *failure;       /* after TLS_IO_ERROR: reset, alert, protocol-error, error */
     char alert_sent[40];       /* the fatal alert we sent, as RFC 8446 names it, or "" */
     struct keyproc_link link;  /* --key-process yes: where our keys sign */
+    int kp_status;             /* 1 started, 0 not (yet), < 0 failed (tls_key_process()) */
+    char kp_error[256];        /* ... and why */
     struct keyproc_key keys[KEYPROC_MAX_KEYS]; /* one per --cert, as GnuTLS sees them */
 };
 
@@ -853,6 +855,28 @@ static int read_pems(struct tls *t, const struct config *cfg, char *err, size_t 
     return 0;
 }
 
+static int start_key_process(struct tls *t, unsigned budget, char *err, size_t errlen);
+
+/*
+ * --key-process yes: the key process is forked as soon as the files are
+ * read, before the credentials and the session are set up. A fork costs
+ * a copy of every page that existed before it and is written after it, in
+ * this process and in the key process: forked here rather than just
+ * before the privilege drop, a connection costs about 0.6 ms less CPU
+ * (docs/performance.md). A failure is kept for tls_key_process(), which
+ * reports it in its place among the steps (with the peer's address).
+ */
+static void fork_key_process(struct tls *t)
+{
+    int r;
+
+    if (!t->cfg->key_process || t->n_pem == 0 || t->kp_status != 0)
+        return;
+    r = start_key_process(t, t->cfg->check ? (unsigned)t->n_pem : 0, t->kp_error,
+                          sizeof t->kp_error);
+    t->kp_status = r < 0 ? r : 1;
+}
+
 /* One --cert (and --key) read: is there a certificate and a key in the text? */
 static int pems_have_both(struct tls *t, const struct config *cfg, char *err, size_t errlen)
 {
@@ -880,6 +904,7 @@ static int load_remote_credentials(struct tls *t, const struct config *cfg, char
 
     if (read_pems(t, cfg, err, errlen) < 0 || pems_have_both(t, cfg, err, errlen) < 0)
         return 1;
+    fork_key_process(t);
     ret = gnutls_certificate_allocate_credentials(&t->cred);
     if (ret < 0)
         return ret;
@@ -908,6 +933,7 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
             goto fail;
         if (!by_name && pems_have_both(t, cfg, err, errlen) < 0)
             goto fail;
+        fork_key_process(t);
         ret = gnutls_certificate_allocate_credentials(&t->cred);
         if (ret >= 0 && by_name)
             gnutls_certificate_set_flags(t->cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
@@ -1029,9 +1055,10 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
 /* 0, or -1 (-2: the key process could not drop its privileges) with err. */
 int tls_key_process(struct tls *t, char *err, size_t errlen)
 {
-    if (t->cfg == NULL || !t->cfg->key_process || t->n_pem == 0)
+    if (t->kp_status >= 0)
         return 0;
-    return start_key_process(t, 0, err, errlen);
+    snprintf(err, errlen, "%s", t->kp_error);
+    return t->kp_status;
 }
 
 int tls_generate_ticket_key(const char *file, char *err, size_t errlen)
@@ -1639,7 +1666,6 @@ int tls_check_key_process(struct tls *t, FILE *out)
 {
     static const unsigned char text[] = "tlsfilter --check: a test string";
     const gnutls_datum_t data = {(unsigned char *)text, sizeof text - 1};
-    char err[512];
     size_t i;
     int bad = 0;
 
@@ -1648,8 +1674,10 @@ int tls_check_key_process(struct tls *t, FILE *out)
                      "keys\n");
         return 0;
     }
-    if (start_key_process(t, (unsigned)t->n_pem, err, sizeof err) < 0) {
-        fprintf(out, "error: %s\n", err);
+    /* tls_new() started it, with a signature for each key (cfg->check). */
+    if (t->kp_status <= 0) {
+        fprintf(out, "error: %s\n",
+                t->kp_status < 0 ? t->kp_error : "key process: not started");
         return -1;
     }
     fprintf(out, "ok: the key process started (its root: %s)\n",

@@ -60,10 +60,12 @@ void tls_attach(struct tls *t, int rfd, int wfd);
 int tls_check(const struct config *cfg, FILE *out);
 
 /*
- * --key-process yes (the default), after tls_new() or tls_new_client() and
- * before privileges are dropped: fork the key process (keyproc.c), which
- * keeps the private keys, and erase every copy of them here. Nothing to do
- * without keys or with --key-process no. 0, or -1 with a message in err.
+ * --key-process yes (the default): tls_new() and tls_new_client() fork the
+ * key process (keyproc.c) as soon as the files are read; it keeps the
+ * private keys, and every copy of them here is erased. This says how that
+ * went, before privileges are dropped: 0 (also without keys, or with
+ * --key-process no), or -1 (-2: the key process could not drop its
+ * privileges) with the reason in err.
  */
 int tls_key_process(struct tls *t, char *err, size_t errlen);
 
