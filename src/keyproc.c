@@ -67,6 +67,9 @@ struct answer {
     uint32_t len;
 };
 
+/* The network side's end of the live link, for keyproc_close_inherited(). */
+static int live_fd = -1;
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -339,6 +342,7 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
     close(sv[1]);
     link->fd = sv[0];
     link->pid = pid;
+    live_fd = link->fd;
     if (link->timeout_ms == 0)
         link->timeout_ms = cfg->timeout_handshake * 1000;
     /* Ready, or why not. */
@@ -364,6 +368,13 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
 /* How long a key process told to go may take to exit before it is killed. */
 #define KEYPROC_EXIT_MS 500
 
+void keyproc_close_inherited(void)
+{
+    if (live_fd >= 0)
+        close(live_fd);
+    live_fd = -1;
+}
+
 void keyproc_stop(struct keyproc_link *link)
 {
     struct pollfd pfd = {.fd = link->fd, .events = POLLIN};
@@ -381,6 +392,8 @@ void keyproc_stop(struct keyproc_link *link)
     }
     if (link->fd >= 0)
         close(link->fd);
+    if (live_fd == link->fd)
+        live_fd = -1;
     link->fd = -1;
     /* Reaped, so that no zombie outlives the handshake. */
     while (link->pid > 0 && waitpid(link->pid, NULL, 0) < 0 && errno == EINTR)

@@ -98,6 +98,13 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
  */
 int keyproc_check(struct keyproc_key *kk);
 
+/*
+ * In a child forked for something else (the -l program's stderr logger):
+ * close the network side's end of the live link, which a fork inherits
+ * (exec does not: it is close-on-exec).
+ */
+void keyproc_close_inherited(void);
+
 /* Close the link (the key process exits on it) and reap the process. */
 void keyproc_stop(struct keyproc_link *link);
 
