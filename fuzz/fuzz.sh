@@ -33,12 +33,13 @@ ALL_TARGETS="options conffile allow-rule proxy stfilter"
 # sources TARGET: the harness and the src/ files it needs (common.c compiles
 # src/conffile.c in, with a way to free its pool, and stands in for
 # src/log.c, whose preinit hook would send the sanitizers' reports to
-# /dev/null).
+# /dev/null; backend.c's stderr logger closes the key process's socketpair,
+# hence keyproc.c and privs.c).
 sources() {
 	case $1 in
 	options | conffile)
 		echo "$top/fuzz/fuzz-$1.c $top/fuzz/common.c $top/src/options.c" \
-			"$top/src/backend.c $top/src/proxy.c"
+			"$top/src/backend.c $top/src/proxy.c $top/src/keyproc.c $top/src/privs.c"
 		;;
 	allow-rule)
 		echo "$top/fuzz/fuzz-allow-rule.c $top/src/identity.c"

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keyproc.h"
 #include "log.h"
 
 static bool valid_port(const char *p)
@@ -284,8 +285,10 @@ static int start_stderr_logger(const char *program)
         close(pfd[0]);
         return pfd[1];
     }
-    /* The logger holds nothing of the connection: not the client's socket. */
+    /* The logger holds nothing of the connection: not the client's socket,
+     * not the key process's socketpair (--starttls starts it before TLS). */
     close(pfd[1]);
+    keyproc_close_inherited();
     null = open("/dev/null", O_RDWR);
     if (null >= 0) {
         dup2(null, 0);

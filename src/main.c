@@ -1,8 +1,8 @@
 /*
  * main.c: the life of one connection, one call per step.
  *
- *   options -> log -> credentials -> peer -> resolve backend -> drop privileges
- *   -> TLS handshake -> connect backend -> relay -> summary line -> exit
+ *   options -> log -> credentials -> peer -> resolve backend -> key process
+ *   -> drop privileges -> TLS handshake -> connect backend -> relay -> summary line -> exit
  *
  * With --starttls the backend comes before TLS:
  *
@@ -134,6 +134,8 @@ __attribute__((noinline)) static int check(const struct config *cfg)
             if (tls_warning(t) != NULL)
                 printf("warning: %s\n", tls_warning(t));
             printf("ok: a connection's credentials load\n");
+            if (tls_check_key_process(t, stdout) < 0)
+                bad = -1;
             tls_free(t);
         }
     }
@@ -146,6 +148,8 @@ __attribute__((noinline)) static int check(const struct config *cfg)
             printf("ok: %s\n", cfg->verify_level == 0
                                    ? "server certificates are NOT verified (-v 0)"
                                    : "trusted CA certificates loaded");
+            if (cfg->cert_set && tls_check_key_process(t, stdout) < 0)
+                bad = -1;
             tls_free(t);
         }
     }
@@ -380,6 +384,24 @@ static int resolve_backend(struct conn *c)
                 status == EX_CONFIG ? "config-error" : "backend-failed", c->peer.text,
                 log_value(err, reason, sizeof reason));
     return status;
+}
+
+/*
+ * The private keys went to a process of their own, which only signs
+ * (forked as soon as the files were read: tls_new()); from here on this
+ * process has none (--key-process no: it keeps them). Its failure to
+ * start is reported here, with the peer.
+ */
+static int start_key_process(struct conn *c)
+{
+    char err[512], reason[600];
+    int r = tls_key_process(c->tls, err, sizeof err);
+
+    if (r == 0)
+        return 0;
+    log_msg(LOG_ERR, "event=%s peer=%s reason=%s", r == -2 ? "privilege-error" : "system-error",
+            c->peer.text, log_value(err, reason, sizeof reason));
+    return EX_OSERR;
 }
 
 /* Then privileges; only then is a byte read from anyone. */
@@ -651,36 +673,38 @@ static int implicit_handshake(struct conn *c)
 typedef int step_fn(struct conn *);
 
 /* Server mode: only a client that completed the handshake reaches the backend. */
-static step_fn *const server_steps[] = {load_credentials, identify_peer,   check_access,
-                                        resolve_backend,  drop_privileges, implicit_handshake,
-                                        open_backend,     relay,           NULL};
+static step_fn *const server_steps[] = {
+    load_credentials, identify_peer,      check_access, resolve_backend, start_key_process,
+    drop_privileges,  implicit_handshake, open_backend, relay,           NULL};
 /* --starttls: the backend first, then its plaintext, then (maybe) TLS. */
 static step_fn *const starttls_steps[] = {
-    load_credentials, identify_peer,   check_access, resolve_backend, drop_privileges,
-    open_backend,     plaintext_phase, upgrade,      relay,           NULL};
+    load_credentials,  identify_peer,   check_access, resolve_backend,
+    start_key_process, drop_privileges, open_backend, plaintext_phase,
+    upgrade,           relay,           NULL};
 /*
  * --accept-proxy: the balancer is checked before anything is read; the
  * header is read with privileges dropped, and TCP wrappers judge the
  * address it carries.
  */
-static step_fn *const proxy_steps[] = {
-    load_credentials, check_balancer,     resolve_backend, drop_privileges, read_proxy_header,
-    check_access,     implicit_handshake, open_backend,    relay,           NULL};
-static step_fn *const proxy_starttls_steps[] = {load_credentials,
-                                                check_balancer,
-                                                resolve_backend,
-                                                drop_privileges,
-                                                read_proxy_header,
-                                                check_access,
-                                                open_backend,
-                                                plaintext_phase,
-                                                upgrade,
-                                                relay,
-                                                NULL};
+static step_fn *const proxy_steps[] = {load_credentials,
+                                       check_balancer,
+                                       resolve_backend,
+                                       start_key_process,
+                                       drop_privileges,
+                                       read_proxy_header,
+                                       check_access,
+                                       implicit_handshake,
+                                       open_backend,
+                                       relay,
+                                       NULL};
+static step_fn *const proxy_starttls_steps[] = {
+    load_credentials, check_balancer,    resolve_backend, start_key_process,
+    drop_privileges,  read_proxy_header, check_access,    open_backend,
+    plaintext_phase,  upgrade,           relay,           NULL};
 /* Client mode (-c): plaintext on fd 0/1, TLS towards the server. */
-static step_fn *const client_steps[] = {load_credentials, identify_peer,   check_access,
-                                        resolve_backend,  drop_privileges, open_backend,
-                                        client_handshake, relay,           NULL};
+static step_fn *const client_steps[] = {
+    load_credentials, identify_peer, check_access,     resolve_backend, start_key_process,
+    drop_privileges,  open_backend,  client_handshake, relay,           NULL};
 
 int main(int argc, char **argv)
 {

@@ -59,6 +59,8 @@ const char options_usage[] =
     "  -s, --user USER          run as USER after loading the credentials\n"
     "  -g, --group GROUP        run as GROUP after loading the credentials\n"
     "      --chroot DIR         change root to DIR after loading the credentials\n"
+    "      --key-process yes|no the private keys in a process of their own that\n"
+    "                           only signs (default yes)\n"
     "      --hosts-allow FILE   TCP wrappers allow table (default /etc/hosts.allow)\n"
     "      --hosts-deny FILE    TCP wrappers deny table (default /etc/hosts.deny)\n"
     "  -N, --service NAME       syslog ident and TCP wrappers service name\n"
@@ -124,6 +126,7 @@ enum {
     OPT_MAX_PER_SOURCE,
     OPT_MAX_RATE,
     OPT_EXIT_IDLE,
+    OPT_KEY_PROCESS,
 };
 
 static const struct option long_options[] = {
@@ -142,6 +145,7 @@ static const struct option long_options[] = {
     {"group", required_argument, NULL, 'g'},
     {"check", no_argument, NULL, OPT_CHECK},
     {"chroot", required_argument, NULL, OPT_CHROOT},
+    {"key-process", required_argument, NULL, OPT_KEY_PROCESS},
     {"hosts-allow", required_argument, NULL, OPT_HOSTS_ALLOW},
     {"hosts-deny", required_argument, NULL, OPT_HOSTS_DENY},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -302,6 +306,7 @@ static void set_defaults(struct config *cfg)
     cfg->libwrap = true;
     cfg->verify_level = -1;
     cfg->session_timeout = OPTIONS_DEFAULT_SESSION_TIMEOUT;
+    cfg->key_process = true;
 }
 
 int options_parse_starttls(const char *name)
@@ -503,6 +508,16 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             }
             cfg->chroot_dir = optarg;
             break;
+        case OPT_KEY_PROCESS:
+            if (strcmp(optarg, "yes") == 0) {
+                cfg->key_process = true;
+            } else if (strcmp(optarg, "no") == 0) {
+                cfg->key_process = false;
+            } else {
+                fail(errbuf, errlen, "--key-process %s: expected yes or no", optarg);
+                return OPTIONS_ERROR;
+            }
+            break;
         case OPT_HOSTS_ALLOW:
             cfg->hosts_allow = optarg;
             break;
@@ -538,6 +553,7 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             break;
         case OPT_CHECK:
             result = OPTIONS_CHECK;
+            cfg->check = true;
             break;
         case OPT_TIMEOUT_HANDSHAKE:
             timeout = &cfg->timeout_handshake;

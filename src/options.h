@@ -85,6 +85,8 @@ struct config {
     const char *ticket_key;     /* --ticket-key FILE: resumption across processes */
     unsigned session_timeout;   /* -t: ticket lifetime in seconds */
     const char *chroot_dir;     /* --chroot */
+    bool key_process;           /* --key-process: the keys sign in a process of their own */
+    bool check;                 /* --check: its key process signs once with each key */
     const char *hosts_allow;    /* --hosts-allow: libwrap's allow table */
     const char *hosts_deny;     /* --hosts-deny */
     bool libwrap;               /* check TCP wrappers (default yes, when built in) */

@@ -13,6 +13,7 @@
 #include "tls.h"
 
 #include "identity.h"
+#include "keyproc.h"
 #include "proxy.h"
 
 #include <errno.h>
@@ -73,16 +74,16 @@ struct tls {
     gnutls_datum_t pem[8]; /* several --cert: the files' text, read early */
     const char *pem_name[8];
     size_t n_pem;
-    gnutls_datum_t key_pem; /* --key's text (read early; see tls_new()) */
+    gnutls_datum_t key_pem;   /* --key's text (read early; see tls_new()) */
     gnutls_pcert_st ours[16]; /* one --cert, parsed at the first full handshake */
     unsigned n_ours;
     gnutls_privkey_t our_key;
-    char sig_alg[64];       /* our certificate's, for the PROXY v2 header */
+    char sig_alg[64]; /* our certificate's, for the PROXY v2 header */
     char key_alg[32];
     char client_cn[128];
-    char protocol[16];       /* "TLSv1.3", as mod_ssl and OpenSSL write it */
-    size_t in_start, in_end; /* bytes read from rfd that GnuTLS has not taken yet */
-    unsigned char *in;       /* TLS_IN_BUF bytes, or NULL until the first read */
+    char protocol[16];         /* "TLSv1.3", as mod_ssl and OpenSSL write it */
+    size_t in_start, in_end;   /* bytes read from rfd that GnuTLS has not taken yet */
+    unsigned char *in;         /* TLS_IN_BUF bytes, or NULL until the first read */
     size_t out_start, out_end; /* records made, not yet written to wfd */
     unsigned char *out;        /* TLS_OUT_BUF bytes, or NULL until the first batch */
     bool batching;             /* inside tls_write(): push() collects records */
@@ -93,6 +94,10 @@ struct tls {
     size_t rec_left;           /* body bytes of the current record still to come */
     const char *failure;       /* after TLS_IO_ERROR: reset, alert, protocol-error, error */
     char alert_sent[40];       /* the fatal alert we sent, as RFC 8446 names it, or "" */
+    struct keyproc_link link;  /* --key-process yes: where our keys sign */
+    int kp_status;             /* 1 started, 0 not (yet), < 0 failed (tls_key_process()) */
+    char kp_error[256];        /* ... and why */
+    struct keyproc_key keys[KEYPROC_MAX_KEYS]; /* one per --cert, as GnuTLS sees them */
 };
 
 /*
@@ -425,6 +430,7 @@ static struct tls *tls_alloc(int rfd, int wfd, char *err, size_t errlen)
     t->rfd = rfd;
     t->wfd = wfd;
     t->id.verify = "NONE";
+    t->link.fd = -1;
     return t;
 }
 
@@ -606,11 +612,72 @@ static bool pem_names_host(const gnutls_datum_t *pem, const char *host)
     return yes;
 }
 
+/*
+ * --key-process yes: key i signs in the key process; GnuTLS is given a key
+ * that asks it (keyproc.c), of the type of the certificate's public key.
+ */
+static int key_of(struct tls *t, size_t i, const gnutls_pcert_st *cert, gnutls_privkey_t *key)
+{
+    struct keyproc_key *kk = &t->keys[i];
+    int pk = gnutls_pubkey_get_pk_algorithm(cert->pubkey, &kk->bits);
+
+    if (pk < 0)
+        return pk;
+    kk->link = &t->link;
+    kk->index = (unsigned)i;
+    kk->name = i == 0 && t->cfg->key_file != NULL ? t->cfg->key_file : t->pem_name[i];
+    kk->pk = (gnutls_pk_algorithm_t)pk;
+    return keyproc_privkey(key, kk);
+}
+
+/*
+ * --key-process yes: the certificates of --cert file i (public: parsed
+ * here) with the key that signs in the key process, into the credentials,
+ * which own them from then on. A GnuTLS error code.
+ */
+static int use_remote_key(struct tls *t, size_t i)
+{
+    unsigned n = 16;
+    gnutls_pcert_st *pc = gnutls_malloc(n * sizeof *pc);
+    gnutls_privkey_t key = NULL;
+    int ret;
+
+    if (pc == NULL)
+        return GNUTLS_E_MEMORY_ERROR;
+    ret = gnutls_pcert_list_import_x509_raw(pc, &n, &t->pem[i], GNUTLS_X509_FMT_PEM,
+                                            GNUTLS_X509_CRT_LIST_SORT);
+    if (ret < 0) {
+        gnutls_free(pc);
+        return ret;
+    }
+    ret = key_of(t, i, &pc[0], &key);
+    /* Several --cert: a file chosen is checked whole, its key included. */
+    if (ret >= 0 && t->link.fd >= 0 && (t->cfg->n_more_certs > 0 || t->cfg->sni_strict))
+        ret = keyproc_check(&t->keys[i]);
+    if (ret >= 0)
+        ret = gnutls_certificate_set_key(t->cred, NULL, 0, pc, (int)n, key);
+    if (ret < 0) {
+        while (n > 0)
+            gnutls_pcert_deinit(&pc[--n]);
+        gnutls_free(pc);
+        if (key != NULL)
+            gnutls_privkey_deinit(key);
+    }
+    return ret < 0 ? ret : 0;
+}
+
 static int use_pem(struct tls *t, size_t i)
 {
     const gnutls_datum_t *key = i == 0 && t->key_pem.data != NULL ? &t->key_pem : &t->pem[i];
-    int ret = gnutls_certificate_set_x509_key_mem2(t->cred, &t->pem[i], key,
-                                                   GNUTLS_X509_FMT_PEM, NULL, 0);
+    int ret = t->cfg->key_process ? use_remote_key(t, i)
+                                  : gnutls_certificate_set_x509_key_mem2(
+                                        t->cred, &t->pem[i], key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    /* The key process said why: the key does not load (a configuration
+     * error), or it failed itself (a TLS failure). */
+    if (ret == GNUTLS_E_PK_SIGN_FAILED && t->cfg->key_process) {
+        t->config_error = t->link.bad_key;
+        return ret;
+    }
     if (ret < 0) {
         set_error(t, t->pem_name[i], ret);
         t->config_error = true;
@@ -674,8 +741,9 @@ static int parse_ours(struct tls *t)
         return ret;
     }
     t->n_ours = n;
-    ret = gnutls_privkey_init(&t->our_key);
-    if (ret >= 0)
+    if (t->cfg->key_process)
+        ret = key_of(t, 0, &t->ours[0], &t->our_key);
+    else if ((ret = gnutls_privkey_init(&t->our_key)) >= 0)
         ret = gnutls_privkey_import_x509_raw(t->our_key, key, GNUTLS_X509_FMT_PEM, NULL, 0);
     if (ret < 0)
         snprintf(t->error, sizeof t->error, "cannot load the key of %s: %s",
@@ -741,6 +809,43 @@ static bool pem_has(const gnutls_datum_t *pem, const char *label)
     return false;
 }
 
+/*
+ * A whole file into one buffer of its size (NUL-terminated), with open()
+ * and read(): no stdio buffer and no growing copies are left in freed
+ * memory, so that a key's text is where erase_keys() finds it and nowhere
+ * else. A GnuTLS error code.
+ */
+static int read_file(const char *file, gnutls_datum_t *out)
+{
+    struct stat st;
+    size_t got = 0;
+    ssize_t r = 0;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+    out->data = NULL;
+    out->size = 0;
+    if (fd < 0)
+        return GNUTLS_E_FILE_ERROR;
+    if (fstat(fd, &st) < 0 || st.st_size < 0 || st.st_size > 16 * 1024 * 1024 ||
+        (out->data = gnutls_malloc((size_t)st.st_size + 1)) == NULL) {
+        close(fd);
+        return GNUTLS_E_FILE_ERROR;
+    }
+    while (got < (size_t)st.st_size &&
+           ((r = read(fd, out->data + got, (size_t)st.st_size - got)) > 0 ||
+            (r < 0 && errno == EINTR)))
+        got += r > 0 ? (size_t)r : 0;
+    close(fd);
+    if (r < 0) {
+        gnutls_free(out->data);
+        out->data = NULL;
+        return GNUTLS_E_FILE_ERROR;
+    }
+    out->data[got] = '\0';
+    out->size = (unsigned)got;
+    return 0;
+}
+
 /* Read (not parse) every --cert file, while we still may. */
 static int read_pems(struct tls *t, const struct config *cfg, char *err, size_t errlen)
 {
@@ -749,7 +854,7 @@ static int read_pems(struct tls *t, const struct config *cfg, char *err, size_t 
 
     for (i = 0; i <= cfg->n_more_certs; i++) {
         const char *file = i == 0 ? cfg->cert_file : cfg->more_certs[i - 1];
-        ret = gnutls_load_file(file, &t->pem[i]);
+        ret = read_file(file, &t->pem[i]);
         if (ret < 0) {
             snprintf(err, errlen, "cannot read %s: %s", file, gnutls_strerror(ret));
             return -1;
@@ -759,13 +864,70 @@ static int read_pems(struct tls *t, const struct config *cfg, char *err, size_t 
     }
     /* --key goes with the single --cert (options.c refuses it with several). */
     if (cfg->key_file != NULL) {
-        ret = gnutls_load_file(cfg->key_file, &t->key_pem);
+        ret = read_file(cfg->key_file, &t->key_pem);
         if (ret < 0) {
             snprintf(err, errlen, "cannot read %s: %s", cfg->key_file, gnutls_strerror(ret));
             return -1;
         }
     }
     return 0;
+}
+
+static int start_key_process(struct tls *t, unsigned budget, char *err, size_t errlen);
+
+/*
+ * --key-process yes: the key process is forked as soon as the files are
+ * read, before the credentials and the session are set up. A fork costs
+ * a copy of every page that existed before it and is written after it, in
+ * this process and in the key process: forked here rather than just
+ * before the privilege drop, a connection costs about 0.6 ms less CPU
+ * (docs/performance.md). A failure is kept for tls_key_process(), which
+ * reports it in its place among the steps (with the peer's address).
+ */
+static void fork_key_process(struct tls *t)
+{
+    int r;
+
+    if (!t->cfg->key_process || t->n_pem == 0 || t->kp_status != 0)
+        return;
+    r = start_key_process(t, t->cfg->check ? (unsigned)t->n_pem : 0, t->kp_error,
+                          sizeof t->kp_error);
+    t->kp_status = r < 0 ? r : 1;
+}
+
+/* One --cert (and --key) read: is there a certificate and a key in the text? */
+static int pems_have_both(struct tls *t, const struct config *cfg, char *err, size_t errlen)
+{
+    if (!pem_has(&t->pem[0], "CERTIFICATE")) {
+        snprintf(err, errlen, "cannot load %s: no PEM certificate in it", cfg->cert_file);
+        return -1;
+    }
+    if (!pem_has(t->key_pem.data != NULL ? &t->key_pem : &t->pem[0], "PRIVATE KEY")) {
+        snprintf(err, errlen, "cannot load %s: no PEM private key in it",
+                 cfg->key_file ? cfg->key_file : cfg->cert_file);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * --key-process yes, one --cert loaded now (--ocsp-response; client mode's
+ * -p): the files read, the certificates parsed, the key one that signs in
+ * the key process. A GnuTLS error code, or 1 with err set.
+ */
+static int load_remote_credentials(struct tls *t, const struct config *cfg, char *err,
+                                   size_t errlen)
+{
+    int ret;
+
+    if (read_pems(t, cfg, err, errlen) < 0 || pems_have_both(t, cfg, err, errlen) < 0)
+        return 1;
+    fork_key_process(t);
+    ret = gnutls_certificate_allocate_credentials(&t->cred);
+    if (ret < 0)
+        return ret;
+    gnutls_certificate_set_flags(t->cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
+    return use_remote_key(t, 0);
 }
 
 struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_t errlen)
@@ -787,21 +949,18 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
     if (by_name || cfg->ocsp_file == NULL) {
         if (read_pems(t, cfg, err, errlen) < 0)
             goto fail;
-        if (!by_name && !pem_has(&t->pem[0], "CERTIFICATE")) {
-            snprintf(err, errlen, "cannot load %s: no PEM certificate in it", cfg->cert_file);
+        if (!by_name && pems_have_both(t, cfg, err, errlen) < 0)
             goto fail;
-        }
-        if (!by_name && !pem_has(t->key_pem.data != NULL ? &t->key_pem : &t->pem[0],
-                                 "PRIVATE KEY")) {
-            snprintf(err, errlen, "cannot load %s: no PEM private key in it",
-                     cfg->key_file ? cfg->key_file : cfg->cert_file);
-            goto fail;
-        }
+        fork_key_process(t);
         ret = gnutls_certificate_allocate_credentials(&t->cred);
         if (ret >= 0 && by_name)
             gnutls_certificate_set_flags(t->cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
         else if (ret >= 0)
             gnutls_certificate_set_retrieve_function3(t->cred, retrieve_ours);
+    } else if (cfg->key_process) {
+        ret = load_remote_credentials(t, cfg, err, errlen);
+        if (ret > 0)
+            goto fail;
     } else {
         ret = load_credentials(cfg, &t->cred);
     }
@@ -842,6 +1001,82 @@ struct tls *tls_new(const struct config *cfg, int rfd, int wfd, char *err, size_
 fail:
     tls_free(t);
     return NULL;
+}
+
+/*
+ * Zero every private key block ("-----BEGIN ... PRIVATE KEY-----" to its
+ * END line) in a PEM text, in place: the certificates around it stay
+ * readable.
+ */
+static void erase_key_blocks(gnutls_datum_t *pem)
+{
+    char *p = (char *)pem->data, *end = p + pem->size;
+
+    while (p < end) {
+        char *begin = memmem(p, (size_t)(end - p), "-----BEGIN ", 11), *label_end, *stop;
+
+        if (begin == NULL)
+            return;
+        label_end = memmem(begin + 11, (size_t)(end - begin - 11), "-----", 5);
+        if (label_end == NULL)
+            return;
+        p = label_end + 5;
+        if ((size_t)(label_end - begin) < 11 + 11 ||
+            memcmp(label_end - 11, "PRIVATE KEY", 11) != 0)
+            continue;
+        stop = memmem(p, (size_t)(end - p), "-----END ", 9);
+        if (stop != NULL)
+            stop = memmem(stop + 9, (size_t)(end - stop - 9), "-----", 5);
+        stop = stop != NULL ? stop + 5 : end;
+        explicit_bzero(begin, (size_t)(stop - begin));
+        p = stop;
+    }
+}
+
+/* In the key process, first thing: what it inherited and must not keep. */
+static void forget_for_key_process(void *arg)
+{
+    struct tls *t = arg;
+
+    if (t->ticket_key.data != NULL)
+        explicit_bzero(t->ticket_key.data, t->ticket_key.size);
+}
+
+/* The key process for t's keys, with budget requests (0: a connection's). */
+static int start_key_process(struct tls *t, unsigned budget, char *err, size_t errlen)
+{
+    struct keyproc_keys keys;
+    size_t i;
+    int r;
+
+    memset(&keys, 0, sizeof keys);
+    for (i = 0; i < t->n_pem && i < KEYPROC_MAX_KEYS; i++)
+        keys.pem[i] = i == 0 && t->key_pem.data != NULL ? t->key_pem : t->pem[i];
+    keys.n = i;
+    t->link.err = t->error;
+    t->link.errlen = sizeof t->error;
+    r = keyproc_start(t->cfg, &keys, budget, forget_for_key_process, t, &t->link, err, errlen);
+    if (r < 0)
+        return r;
+    /* From here on the keys are the key process's only. */
+    for (i = 0; i < t->n_pem; i++)
+        erase_key_blocks(&t->pem[i]);
+    if (t->key_pem.data != NULL) {
+        explicit_bzero(t->key_pem.data, t->key_pem.size);
+        gnutls_free(t->key_pem.data);
+        t->key_pem.data = NULL;
+        t->key_pem.size = 0;
+    }
+    return 0;
+}
+
+/* 0, or -1 (-2: the key process could not drop its privileges) with err. */
+int tls_key_process(struct tls *t, char *err, size_t errlen)
+{
+    if (t->kp_status >= 0)
+        return 0;
+    snprintf(err, errlen, "%s", t->kp_error);
+    return t->kp_status;
 }
 
 int tls_generate_ticket_key(const char *file, char *err, size_t errlen)
@@ -885,7 +1120,16 @@ struct tls *tls_new_client(const struct config *cfg, const char *name, int rfd, 
 
     if (t == NULL)
         return NULL;
-    if (cfg->cert_set) {
+    t->cfg = cfg;
+    if (cfg->cert_set && cfg->key_process) {
+        ret = load_remote_credentials(t, cfg, err, errlen);
+        if (ret > 0)
+            goto fail;
+        if (ret < 0) {
+            load_error(cfg, ret, err, errlen);
+            goto fail;
+        }
+    } else if (cfg->cert_set) {
         ret = load_credentials(cfg, &t->cred);
         if (ret < 0) {
             load_error(cfg, ret, err, errlen);
@@ -919,7 +1163,6 @@ void tls_attach(struct tls *t, int rfd, int wfd)
     t->wfd = wfd;
 }
 
-
 /*
  * The client's identity holds for resumed sessions too: check it here when
  * verify_client() did not run during this handshake.
@@ -937,7 +1180,7 @@ static enum tls_handshake_result after_handshake(struct tls *t)
     return TLS_HANDSHAKE_REFUSED;
 }
 
-enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
+static enum tls_handshake_result handshake_run(struct tls *t, unsigned timeout_sec)
 {
     long long deadline = now_ms() + (long long)timeout_sec * 1000;
     int ret;
@@ -992,9 +1235,9 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
                 alert_peer(t, ret);
             return TLS_HANDSHAKE_REFUSED;
         }
-        /* Our own certificate or key would not parse: the client is told
-         * "internal error", the log says which file. */
-        if (t->config_error) {
+        /* Our own certificate or key would not parse (here, or in the key
+         * process): the client is told "internal error", the log says which file. */
+        if (t->config_error || t->link.bad_key) {
             send_alert(t, GNUTLS_A_INTERNAL_ERROR);
             return TLS_HANDSHAKE_CONFIG;
         }
@@ -1005,6 +1248,16 @@ enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
         alert_peer(t, ret);
         return TLS_HANDSHAKE_FAILED;
     }
+}
+
+enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec)
+{
+    enum tls_handshake_result r = handshake_run(t, timeout_sec);
+
+    /* Signatures are for the handshake: the key process ends with it,
+     * whatever its outcome (unused, after a resumed one). */
+    keyproc_stop(&t->link);
+    return r;
 }
 
 ssize_t tls_read(struct tls *t, void *buf, size_t len)
@@ -1305,6 +1558,7 @@ void tls_free(struct tls *t)
     while (t->n_pem > 0)
         gnutls_free(t->pem[--t->n_pem].data);
     gnutls_free(t->key_pem.data);
+    keyproc_stop(&t->link);
     while (t->n_ours > 0)
         gnutls_pcert_deinit(&t->ours[--t->n_ours]);
     if (t->our_key != NULL)
@@ -1423,5 +1677,65 @@ int tls_check(const struct config *cfg, FILE *out)
         gnutls_priority_deinit(prio);
         fprintf(out, "ok: priority string\n");
     }
+    return bad;
+}
+
+int tls_check_key_process(struct tls *t, FILE *out)
+{
+    static const unsigned char text[] = "tlsfilter --check: a test string";
+    const gnutls_datum_t data = {(unsigned char *)text, sizeof text - 1};
+    size_t i;
+    int bad = 0;
+
+    if (!t->cfg->key_process) {
+        fprintf(out, "ok: no key process (--key-process no): the network process holds the "
+                     "keys\n");
+        return 0;
+    }
+    /* tls_new() started it, with a signature for each key (cfg->check). */
+    if (t->kp_status <= 0) {
+        fprintf(out, "error: %s\n",
+                t->kp_status < 0 ? t->kp_error : "key process: not started");
+        return -1;
+    }
+    fprintf(out, "ok: the key process started (its root: %s)\n",
+            t->cfg->chroot_dir != NULL ? t->cfg->chroot_dir
+            : geteuid() == 0           ? "an empty directory"
+                                       : "unchanged, not root");
+    for (i = 0; i < t->n_pem; i++) {
+        gnutls_pcert_st pc = {0};
+        unsigned n = 1;
+        gnutls_privkey_t key = NULL;
+        gnutls_datum_t sig = {NULL, 0};
+        gnutls_digest_algorithm_t hash = GNUTLS_DIG_SHA256;
+        gnutls_sign_algorithm_t algo = GNUTLS_SIGN_UNKNOWN;
+        int ret =
+            gnutls_pcert_list_import_x509_raw(&pc, &n, &t->pem[i], GNUTLS_X509_FMT_PEM, 0);
+
+        if (ret >= 0)
+            ret = key_of(t, i, &pc, &key);
+        if (ret >= 0) {
+            gnutls_pubkey_get_preferred_hash_algorithm(pc.pubkey, &hash, NULL);
+            algo = gnutls_pk_to_sign(t->keys[i].pk, hash);
+            ret = gnutls_privkey_sign_data2(key, algo, 0, &data, &sig);
+        }
+        if (ret >= 0)
+            ret = gnutls_pubkey_verify_data2(pc.pubkey, algo, 0, &data, &sig);
+        if (ret < 0) {
+            fprintf(out, "error: the key process did not sign with the key of %s: %s\n",
+                    t->pem_name[i], t->error[0] ? t->error : gnutls_strerror(ret));
+            bad = -1;
+        } else {
+            fprintf(out, "ok: the key process signed a test string with the key of %s (%s)\n",
+                    t->pem_name[i], gnutls_sign_get_name(algo));
+        }
+        t->error[0] = '\0';
+        gnutls_free(sig.data);
+        if (key != NULL)
+            gnutls_privkey_deinit(key);
+        if (n == 1 && pc.pubkey != NULL)
+            gnutls_pcert_deinit(&pc);
+    }
+    keyproc_stop(&t->link);
     return bad;
 }

@@ -67,8 +67,26 @@ int tls_prepare(struct tls *t, char *err, size_t errlen);
 int tls_check(const struct config *cfg, FILE *out);
 
 /*
+ * --key-process yes (the default): tls_new() and tls_new_client() fork the
+ * key process (keyproc.c) as soon as the files are read; it keeps the
+ * private keys, and every copy of them here is erased. This says how that
+ * went, before privileges are dropped: 0 (also without keys, or with
+ * --key-process no), or -1 (-2: the key process could not drop its
+ * privileges) with the reason in err.
+ */
+int tls_key_process(struct tls *t, char *err, size_t errlen);
+
+/*
+ * --check: start a key process for t's keys and have it sign a test string
+ * with each of them (verified with the certificate). One line per finding
+ * to out; 0 when all is well.
+ */
+int tls_check_key_process(struct tls *t, FILE *out);
+
+/*
  * Run the server handshake with non-blocking I/O until done, failed, or
- * timeout_sec seconds have passed. On failure, tls_error() says why.
+ * timeout_sec seconds have passed. On failure, tls_error() says why. The
+ * key process, if any, is done with once it returns.
  */
 enum tls_handshake_result tls_handshake(struct tls *t, unsigned timeout_sec);
 
