@@ -779,12 +779,14 @@ int main(int argc, char **argv)
     if ((lfd = listener_find()) >= 0) {
         bool child;
 
+        c.cfg.listener = true;
         if ((status = steps[0](&c)) != 0 || (status = prepare_credentials(&c)) != 0)
             return status;
         status = listener_run(&c.cfg, lfd, reload_credentials, &c, &child);
         if (!child)
             return status;
         clock_gettime(CLOCK_MONOTONIC, &c.start);
+        tls_child(c.tls);
         i = 1;
     }
     for (; steps[i] != NULL; i++) {

@@ -100,6 +100,7 @@ struct config {
     const char *notes[16];   /* accepted-but-ignored options, to be logged */
     size_t n_notes;
     /* The listener (xinetd wait = yes, systemd Accept=no): */
+    bool listener;            /* set by main(): a listening socket was given */
     unsigned max_connections; /* sessions at once */
     unsigned max_per_source;  /* ... from one client address (0: no limit) */
     unsigned max_rate;        /* ... new connections per second (0: no limit) */

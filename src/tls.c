@@ -96,6 +96,7 @@ struct tls {
     char alert_sent[40];       /* the fatal alert we sent, as RFC 8446 names it, or "" */
     struct keyproc_link link;  /* --key-process yes: where our keys sign */
     int kp_status;             /* 1 started, 0 not (yet), < 0 failed (tls_key_process()) */
+    bool child;                /* the listener's child (tls_child()) */
     char kp_error[256];        /* ... and why */
     struct keyproc_key keys[KEYPROC_MAX_KEYS]; /* one per --cert, as GnuTLS sees them */
 };
@@ -888,7 +889,9 @@ static void fork_key_process(struct tls *t)
 {
     int r;
 
-    if (!t->cfg->key_process || t->n_pem == 0 || t->kp_status != 0)
+    /* The listener keeps the keys' text for its children: each forks its own. */
+    if (!t->cfg->key_process || t->n_pem == 0 || t->kp_status != 0 ||
+        (t->cfg->listener && !t->child))
         return;
     r = start_key_process(t, t->cfg->check ? (unsigned)t->n_pem : 0, t->kp_error,
                           sizeof t->kp_error);
@@ -1071,6 +1074,12 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
 }
 
 /* 0, or -1 (-2: the key process could not drop its privileges) with err. */
+void tls_child(struct tls *t)
+{
+    t->child = true;
+    fork_key_process(t);
+}
+
 int tls_key_process(struct tls *t, char *err, size_t errlen)
 {
     if (t->kp_status >= 0)

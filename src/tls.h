@@ -59,6 +59,14 @@ void tls_attach(struct tls *t, int rfd, int wfd);
 int tls_prepare(struct tls *t, char *err, size_t errlen);
 
 /*
+ * The listener's child, right after the fork: with --key-process, fork this
+ * connection's key process from the keys' text the listener keeps, and
+ * erase this process's copy of it (as tls_new() does in the exec model).
+ * A failure is reported by tls_key_process().
+ */
+void tls_child(struct tls *t);
+
+/*
  * --check: load everything as tls_new() does and, in addition, check that
  * the key matches the certificate, the chain is in order and every
  * certificate is within its validity period. Writes one line per finding to
