@@ -82,6 +82,8 @@ const char options_usage[] =
     "      --timeout-close SECS      (default 60)\n"
     "      --config FILE        read an stunnel 4/5 configuration file; options\n"
     "                           after it override it, options before it do not\n"
+    "      --sandbox yes|no     the seccomp sandbox and resource limits around\n"
+    "                           the network process (default yes)\n"
     "      --check              check the options and credentials, then exit\n"
     "  -V, --version            print the version and exit\n"
     "  -h, --help               print this help and exit\n"
@@ -115,6 +117,7 @@ enum {
     OPT_STARTTLS,
     OPT_STARTTLS_OPTIONAL,
     OPT_STARTTLS_REQUIRED,
+    OPT_SANDBOX,
 };
 
 static const struct option long_options[] = {
@@ -159,6 +162,7 @@ static const struct option long_options[] = {
     {"starttls", required_argument, NULL, OPT_STARTTLS},
     {"starttls-optional", no_argument, NULL, OPT_STARTTLS_OPTIONAL},
     {"starttls-required", no_argument, NULL, OPT_STARTTLS_REQUIRED},
+    {"sandbox", required_argument, NULL, OPT_SANDBOX},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -286,6 +290,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout_idle = 1860; /* longer than IMAP IDLE's 29 minutes */
     cfg->timeout_close = 60;
     cfg->libwrap = true;
+    cfg->sandbox = true;
     cfg->verify_level = -1;
     cfg->session_timeout = OPTIONS_DEFAULT_SESSION_TIMEOUT;
 }
@@ -646,6 +651,16 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             break;
         case OPT_STARTTLS_REQUIRED:
             cfg->starttls_optional = false;
+            break;
+        case OPT_SANDBOX:
+            if (strcmp(optarg, "yes") == 0) {
+                cfg->sandbox = true;
+            } else if (strcmp(optarg, "no") == 0) {
+                cfg->sandbox = false;
+            } else {
+                fail(errbuf, errlen, "--sandbox %s: expected yes or no", optarg);
+                return OPTIONS_ERROR;
+            }
             break;
         case OPT_OCSP:
             cfg->ocsp_file = optarg;
