@@ -24,6 +24,8 @@
 
 #include "sandbox.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -131,7 +133,7 @@ static int finish(const void *prog, bool writes_files, int new_fds, char *err, s
 
 int sandbox_enter(const struct config *cfg, enum sandbox_connect conn, char *err, size_t errlen)
 {
-    bool to_file = cfg->log_file != NULL || cfg->log_stderr;
+    bool to_file = log_to_file(); /* -o, -f: what log_open() chose, not what was asked */
     const void *prog = NULL;
 
     /* The first time of day read loads the time zone (a file): now, not
