@@ -230,17 +230,21 @@ static scmp_filter_ctx key(void)
 /* The program of ctx (released) as a C array named name. 0 or -1. */
 static int emit(scmp_filter_ctx ctx, const char *name)
 {
-    FILE *tmp = tmpfile();
+    FILE *tmp;
     unsigned char buf[8];
     size_t n = 0;
     int r;
 
-    if (ctx == NULL || tmp == NULL)
+    if (ctx == NULL)
         return -1;
-    r = seccomp_export_bpf(ctx, fileno(tmp));
+    tmp = tmpfile();
+    r = tmp == NULL ? -1 : seccomp_export_bpf(ctx, fileno(tmp));
     seccomp_release(ctx);
-    if (r < 0)
+    if (r < 0) {
+        if (tmp != NULL)
+            fclose(tmp);
         return -1;
+    }
     rewind(tmp);
     printf("static const struct sock_filter %s[] = {\n", name);
     /* struct sock_filter: u16 code, u8 jt, u8 jf, u32 k, in host order. */
