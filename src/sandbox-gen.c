@@ -207,7 +207,8 @@ static scmp_filter_ctx network(enum sandbox_connect conn, bool program, bool bin
 }
 
 /* The key process: signing needs the memory calls and random bytes (RSA-PSS
- * salts, blinding, ECDSA nonces), nothing more. */
+ * salts, blinding, ECDSA nonces); poll() to wait for a request against the
+ * handshake's deadline; nothing more. */
 static scmp_filter_ctx key(void)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
@@ -216,6 +217,8 @@ static scmp_filter_ctx key(void)
     if (ctx == NULL)
         return NULL;
     r = add_base(ctx);
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(poll), 0);
 #ifdef SANDBOX_SANITIZER
     if (r == 0)
         r = ALLOW_ALL(ctx, sanitizer_calls);

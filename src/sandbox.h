@@ -36,9 +36,11 @@ int sandbox_enter(const struct config *cfg, enum sandbox_connect conn, char *err
 
 /*
  * The key process's smaller list (issue 13's key process): read, write,
- * close, the memory calls, getrandom, clock_gettime, exit; no socket, no
- * file, no process. Resource limits as above, with no descriptor to come.
- * 0, or -1 with a message in err.
+ * close, poll, the memory calls, futex, getrandom, clock_gettime, getpid,
+ * exit; no socket, no file, no process. Resource limits as above (no
+ * file growth, no descriptor to come), PR_SET_NO_NEW_PRIVS. Call it once
+ * the process holds only its end of the socketpair. 0, or -1 with a
+ * message in err.
  */
 int sandbox_enter_key(char *err, size_t errlen);
 
