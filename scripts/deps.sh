@@ -4,7 +4,9 @@
 # Idempotent and quick: asks dpkg first, and runs apt-get (update once, then
 # install) only for what is missing. Needs root when something is missing.
 #   build:  autoconf automake libtool pkg-config make gcc libgnutls28-dev
-#           libwrap0-dev
+#           libwrap0-dev libseccomp-dev (the network process's seccomp
+#           sandbox, src/sandbox.c; configure --without-seccomp builds
+#           without it)
 #   tests:  gnutls-bin (gnutls-cli, certtool) openssl socat xinetd curl
 #           netbase (/etc/services) python3 (tests/helper.py) util-linux
 #           (setsid, flock, setpriv) coreutils (timeout, sha256sum, stdbuf)
@@ -35,7 +37,7 @@
 set -eu
 
 PKGS="autoconf automake libtool pkg-config make gcc libc6-dev
-libgnutls28-dev libwrap0-dev
+libgnutls28-dev libwrap0-dev libseccomp-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
 util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
 cppcheck clang libclang-rt-14-dev haproxy postfix swaks libnet-ssleay-perl testssl.sh

@@ -31,7 +31,16 @@
 #   backends (it bounds VmRSS to 16 MiB and a timeout's overshoot, which
 #   ASan's shadow memory and slowness break) and callgrind-budget (it
 #   counts the instructions of a normal build).
-# valgrind: a plain build (-O1 -g), every tlsfilter the tests start run as
+#   The seccomp sandbox stays on: a sanitizer build's filters add the few
+#   calls the sanitizer runtime makes (its report files, its allocator;
+#   src/sandbox-gen.c decides at compile time), the production lists are
+#   not changed.
+# valgrind: a plain build (-O1 -g) with --enable-test-hooks, every tlsfilter
+#   the tests start run with TLSFILTER_TEST_NO_SANDBOX=1 (a test-hooks-only
+#   variable: memcheck runs inside the process and makes system calls of
+#   its own, which the seccomp filter would kill; the variable makes the
+#   program do all of the sandbox but load the filter, and no production
+#   build has it) as
 #   valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
 #     --errors-for-leak-kinds=definite --child-silent-after-fork=yes
 #     --log-file=DIR/vg.%p
@@ -48,7 +57,8 @@
 #   asan pass), proxy-haproxy (HAProxy's health checks and timeouts mark a
 #   server that memcheck slows 20-50x down, so its sessions fail: seen in
 #   CI; the PROXY paths run under memcheck in proxy-send, proxy-accept,
-#   proxy-parse and proxy-mail) and callgrind-budget (valgrind under
+#   proxy-parse and proxy-mail), sandbox (it looks at the filter, which
+#   this pass does not load) and callgrind-budget (valgrind under
 #   valgrind) are left out; the rest run the program through every
 #   launcher, both TLS versions, client certificates, SNI, resumption,
 #   exec and client modes and the backends' failure paths under memcheck.
@@ -185,7 +195,7 @@ valgrind_pass() {
 	fi
 	echo "=== valgrind: plain build in $d"
 	mkdir -p "$logs" && chmod 1777 "$logs"
-	if ! build "$d" CFLAGS="-O1 -g"; then
+	if ! build "$d" CFLAGS="-O1 -g" --enable-test-hooks; then
 		echo "FAIL: valgrind: the build failed"
 		return 1
 	fi
@@ -193,6 +203,7 @@ valgrind_pass() {
 	# environment of the test's.
 	{
 		echo '#!/bin/sh'
+		echo 'TLSFILTER_TEST_NO_SANDBOX=1; export TLSFILTER_TEST_NO_SANDBOX'
 		printf 'exec valgrind --tool=memcheck --error-exitcode=99 --leak-check=full '
 		printf -- '--errors-for-leak-kinds=definite --show-leak-kinds=definite '
 		printf -- '--child-silent-after-fork=yes '
@@ -200,7 +211,7 @@ valgrind_pass() {
 	} >"$d/tlsfilter-valgrind"
 	chmod 755 "$d/tlsfilter-valgrind"
 	list=$(without "$(tests_of "$d")" static-analysis fuzz testssl hostile backends flood \
-		privs wrappers conffile service-files proxy-haproxy callgrind-budget)
+		privs wrappers conffile service-files proxy-haproxy sandbox callgrind-budget)
 	echo "=== valgrind: make check ($(echo $list | wc -w) tests)"
 	(cd "$d" && TLSFILTER_WRAPPER="$d/tlsfilter-valgrind" make -j"$jobs" check TESTS="$list" \
 		>check.out 2>&1)

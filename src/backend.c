@@ -331,22 +331,93 @@ static const char *const backend_env_names[] = {"PROTO",
                                                 "SSL_CLIENT_I_DN",
                                                 "SSL_CLIENT_CERT_SHA256"};
 
-/* In the child: the program's fds 0/1 are fd, 2 is errfd, nothing else is open. */
-static void exec_child(const struct config *cfg, int fd, int errfd, char *const *env,
-                       int report)
+/* The environment block's longest size: every name, each value within 300. */
+#define ENV_BLOCK_MAX 8192
+
+/*
+ * The environment block from the network process, checked: NAME=value
+ * strings, each NUL-terminated, each name one of backend_env_names at most
+ * once. The strings stay in buf (putenv() keeps pointers). 0, -1 if the
+ * block is malformed, 1 if the network process is gone without sending one.
+ */
+static int read_env_block(int fd, char *buf, size_t len, char **env, size_t max)
+{
+    bool seen[sizeof backend_env_names / sizeof backend_env_names[0]] = {false};
+    size_t n = 0, k = 0, at, i;
+    ssize_t r;
+
+    for (;;) {
+        r = read(fd, buf + n, len - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n == len)
+            return -1; /* too long */
+    }
+    /* 'G' first: an empty read is a process that ended before the handshake did. */
+    if (n == 0)
+        return 1;
+    if (buf[0] != 'G' || buf[n - 1] != '\0')
+        return -1;
+    for (at = 1; at < n; at += strlen(buf + at) + 1) {
+        const char *eq = strchr(buf + at, '=');
+        for (i = 0; eq != NULL && i < sizeof backend_env_names / sizeof backend_env_names[0];
+             i++)
+            if (strlen(backend_env_names[i]) == (size_t)(eq - (buf + at)) &&
+                strncmp(buf + at, backend_env_names[i], (size_t)(eq - (buf + at))) == 0)
+                break;
+        if (eq == NULL || i == sizeof backend_env_names / sizeof backend_env_names[0] ||
+            seen[i] || k == max - 1)
+            return -1;
+        seen[i] = true;
+        env[k++] = buf + at;
+    }
+    env[k] = NULL;
+    return 0;
+}
+
+/*
+ * In the child, forked before the sandbox: fds 0/1 are fd, 2 errfd, 3 the
+ * report pipe, 4 the environment pipe, nothing else. It waits for the
+ * environment (the TLS facts are known only after the handshake), checks
+ * it, and executes the program: the network process itself never forks
+ * or executes anything once it reads the client's bytes.
+ */
+static void exec_child(const struct config *cfg, int fd, int errfd, int report, int envfd)
 {
     char *const default_argv[] = {(char *)cfg->exec_path, NULL};
+    static char block[ENV_BLOCK_MAX];
+    char *env[sizeof backend_env_names / sizeof backend_env_names[0] + 1];
     size_t i;
-    int e;
+    int e = EINVAL;
 
+    /* Above the numbers they are going to, so that no dup2() clobbers another. */
+    fd = fcntl(fd, F_DUPFD, 10);
+    report = fcntl(report, F_DUPFD, 10);
+    envfd = fcntl(envfd, F_DUPFD, 10);
+    errfd = errfd >= 0 ? fcntl(errfd, F_DUPFD, 10) : -1;
+    if (fd < 0 || report < 0 || envfd < 0)
+        _exit(127);
     /* Without a logger, stderr stays on /dev/null (fd 2 since start-up). */
-    if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || (errfd >= 0 && dup2(errfd, 2) < 0))
-        goto fail;
+    if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || (errfd >= 0 && dup2(errfd, 2) < 0) ||
+        dup2(report, 3) < 0 || dup2(envfd, 4) < 0)
+        _exit(127);
     /* The report pipe stays open (close-on-exec) to say why exec failed. */
-    if (report > 3 && dup2(report, 3) < 0)
-        goto fail;
     fcntl(3, F_SETFD, FD_CLOEXEC);
-    close_range(4, ~0U, 0);
+    close_range(5, ~0U, 0);
+    switch (read_env_block(4, block, sizeof block, env, sizeof env / sizeof env[0])) {
+    case 1:
+        _exit(0); /* no connection came this far: nothing to run */
+    case 0:
+        break;
+    default:
+        goto fail;
+    }
+    close(4);
     /* The names tlsfilter sets are its alone: none inherited from the
      * launcher may stand in for a value the connection did not have. */
     for (i = 0; i < sizeof backend_env_names / sizeof backend_env_names[0]; i++)
@@ -354,18 +425,17 @@ static void exec_child(const struct config *cfg, int fd, int errfd, char *const 
     for (i = 0; env[i] != NULL; i++)
         putenv(env[i]);
     execv(cfg->exec_path, cfg->exec_argv != NULL ? cfg->exec_argv : default_argv);
-fail:
     e = errno;
+fail:
     (void)!write(3, &e, sizeof e);
     _exit(127);
 }
 
-int backend_spawn(const struct config *cfg, char *const *env, pid_t *pid, char *err,
-                  size_t errlen)
+int backend_prespawn(const struct config *cfg, struct backend *b, char *err, size_t errlen)
 {
     const char *name = strrchr(cfg->exec_path, '/') + 1;
-    int sv[2], report[2], errfd, e = 0, ours, theirs;
-    ssize_t r;
+    int sv[2], report[2], envp[2], errfd, e = 0, ours, theirs;
+    pid_t pid;
 
     /* The logger first, so that it inherits neither end of the pair. */
     errfd = start_stderr_logger(name);
@@ -391,46 +461,89 @@ int backend_spawn(const struct config *cfg, char *const *env, pid_t *pid, char *
     }
     if (pipe2(report, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
-        close(ours);
-        close(theirs);
-        goto fail_logger;
+        goto fail_pair;
     }
-    *pid = fork();
-    if (*pid == 0) {
+    if (pipe2(envp, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        close(report[0]);
+        close(report[1]);
+        goto fail_pair;
+    }
+    pid = fork();
+    if (pid == 0) {
         if (cfg->exec_pty) {
             setsid();
             ioctl(theirs, TIOCSCTTY, 0);
         }
-        exec_child(cfg, theirs, errfd, env, report[1]);
+        exec_child(cfg, theirs, errfd, report[1], envp[0]);
     }
     e = errno;
     close(theirs);
     close(report[1]);
+    close(envp[0]);
     if (errfd >= 0)
         close(errfd);
-    if (*pid < 0) {
+    if (pid < 0) {
         snprintf(err, errlen, "fork: %s", strerror(e));
         close(ours);
         close(report[0]);
-        return -1;
-    }
-    /* exec succeeded when the close-on-exec report pipe closes unwritten. */
-    do
-        r = read(report[0], &e, sizeof e);
-    while (r < 0 && errno == EINTR);
-    close(report[0]);
-    if (r == (ssize_t)sizeof e) {
-        snprintf(err, errlen, "cannot execute %s: %s", cfg->exec_path, strerror(e));
-        waitpid(*pid, NULL, 0);
-        close(ours);
+        close(envp[1]);
         return -1;
     }
     fcntl(ours, F_SETFL, fcntl(ours, F_GETFL) | O_NONBLOCK);
-    return ours;
+    b->child = (struct backend_child){
+        .pid = pid, .fd = ours, .env_fd = envp[1], .report_fd = report[0]};
+    return 0;
+fail_pair:
+    close(ours);
+    close(theirs);
 fail_logger:
     if (errfd >= 0)
         close(errfd);
     return -1;
+}
+
+int backend_spawn(const struct config *cfg, struct backend *b, char *const *env, pid_t *pid,
+                  char *err, size_t errlen)
+{
+    struct backend_child *c = &b->child;
+    char block[ENV_BLOCK_MAX];
+    size_t n = 1, i, len;
+    ssize_t r;
+    int e = 0;
+
+    if (c->pid <= 0 && backend_prespawn(cfg, b, err, errlen) < 0)
+        return -1;
+    *pid = c->pid;
+    block[0] = 'G';
+    for (i = 0; env[i] != NULL; i++) {
+        len = strlen(env[i]) + 1;
+        if (len > sizeof block - n - 1)
+            break; /* cannot happen: 13 values of at most 300 */
+        memcpy(block + n, env[i], len);
+        n += len;
+    }
+    /* A pipe holds far more than the block: this does not wait. */
+    for (i = 0; i < n; i += (size_t)r) {
+        r = write(c->env_fd, block + i, n - i);
+        if (r < 0 && errno == EINTR)
+            r = 0;
+        else if (r <= 0)
+            break; /* the child is gone: its report (none) says the rest */
+    }
+    close(c->env_fd);
+    /* exec succeeded when the close-on-exec report pipe closes unwritten. */
+    do
+        r = read(c->report_fd, &e, sizeof e);
+    while (r < 0 && errno == EINTR);
+    close(c->report_fd);
+    if (r == (ssize_t)sizeof e) {
+        snprintf(err, errlen, "cannot execute %s: %s", cfg->exec_path, strerror(e));
+        waitpid(c->pid, NULL, 0);
+        close(c->fd);
+        return -1;
+    }
+    return c->fd;
 }
 
 const char *backend_reap(pid_t pid, unsigned timeout_sec, char *buf, size_t len)

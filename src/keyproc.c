@@ -20,6 +20,7 @@
 #include "keyproc.h"
 
 #include "privs.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -302,11 +303,13 @@ static void run_child(const struct config *cfg, struct keyproc_keys *k, unsigned
         answer(0, KEYPROC_SETUP_FAILED, err, strlen(err));
         _exit(71);
     }
-    /*
-     * The key process's system-call sandbox goes here (issue 13, part 2):
-     * after the privilege drop, before the first request, it may read and
-     * write fd 0, poll, sign (getrandom, memory), and exit.
-     */
+    /* Its system-call sandbox (sandbox.c): after the privilege drop,
+     * before the first request; it may read and write fd 0, poll, sign
+     * (getrandom, memory), and exit. */
+    if (cfg->sandbox && sandbox_enter_key(err, sizeof err) < 0) {
+        answer(0, KEYPROC_SETUP_FAILED, err, strlen(err));
+        _exit(71);
+    }
     answer(0, KEYPROC_READY, NULL, 0);
     status = keyproc_serve(k, 0, budget, deadline);
     keyproc_keys_clear(k);

@@ -62,6 +62,11 @@ __attribute__((section(".preinit_array"),
                used)) static void (*const log_preinit_entry)(int, char **,
                                                              char **) = log_preinit;
 
+bool log_to_file(void)
+{
+    return sink != SINK_SYSLOG;
+}
+
 bool log_stderr_safe(void)
 {
     return stderr_fd >= 0;

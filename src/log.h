@@ -21,6 +21,9 @@ int log_open(const struct config *cfg);
 /* One log line at a syslog level. No newline in fmt. */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The sink log_open() chose is a file (-o, or -f with a safe stderr), not syslog. */
+bool log_to_file(void);
+
 /*
  * True when the fd 2 tlsfilter was started with is not the client's socket,
  * so a usage message may be printed there (log_stderr_write()).

@@ -34,6 +34,7 @@
 #include "privs.h"
 #include "proxy.h"
 #include "relay.h"
+#include "sandbox.h"
 #include "starttls.h"
 #include "tls.h"
 
@@ -162,6 +163,10 @@ __attribute__((noinline)) static int check(const struct config *cfg)
     }
     printf("%s: TCP wrappers %s\n", access_available() ? "ok" : "note",
            access_available() ? "are checked" : "are not built in");
+    printf("%s: seccomp sandbox %s\n", sandbox_available() && cfg->sandbox ? "ok" : "note",
+           !sandbox_available() ? "is not built in"
+           : cfg->sandbox       ? "is on"
+                                : "is off (--sandbox no)");
     if (cfg->exec_path != NULL) {
         char inside[4096];
         snprintf(inside, sizeof inside, "%s%s", cfg->chroot_dir ? cfg->chroot_dir : "",
@@ -422,6 +427,37 @@ static int drop_privileges(struct conn *c)
     return 0;
 }
 
+/*
+ * Then the sandbox (sandbox.c), before the first byte read from anyone:
+ * the backend still to be connected is the only socket it allows, and a -l
+ * program's process is started now, to wait for its environment, so that
+ * no fork or exec is left to allow. --starttls and -c open the backend
+ * before they read a byte: their list has no socket at all.
+ */
+static int enter_sandbox(struct conn *c)
+{
+    char err[512], reason[600];
+    bool opened = c->bfd > 0; /* fds 0/1 are the client's: a backend is never 0 */
+    enum sandbox_connect conn = SANDBOX_CONNECT_NONE;
+
+    if (!c->cfg.sandbox)
+        return 0;
+    if (!opened && c->cfg.exec_path != NULL &&
+        backend_prespawn(&c->cfg, &c->backend, err, sizeof err) < 0) {
+        log_msg(LOG_ERR, "event=backend-failed peer=%s backend=%s reason=%s", c->peer.text,
+                c->backend.text, log_value(err, reason, sizeof reason));
+        return EX_UNAVAILABLE;
+    }
+    if (!opened && c->cfg.exec_path == NULL)
+        conn = c->backend.is_unix ? SANDBOX_CONNECT_UNIX : SANDBOX_CONNECT_INET;
+    if (sandbox_enter(&c->cfg, conn, err, sizeof err) < 0) {
+        log_msg(LOG_ERR, "event=system-error peer=%s reason=%s", c->peer.text,
+                log_value(err, reason, sizeof reason));
+        return EX_OSERR;
+    }
+    return 0;
+}
+
 static int handshake(struct conn *c)
 {
     char reason[600], dn[300];
@@ -491,8 +527,9 @@ static int open_backend(struct conn *c)
     char err[512], reason[600];
 
     if (c->cfg.exec_path != NULL)
-        c->bfd = backend_spawn(&c->cfg, exec_environment(&c->peer, c->tls, c->tls_on),
-                               &c->program, err, sizeof err);
+        c->bfd =
+            backend_spawn(&c->cfg, &c->backend, exec_environment(&c->peer, c->tls, c->tls_on),
+                          &c->program, err, sizeof err);
     else
         c->bfd = backend_connect(&c->backend, c->cfg.timeout_connect, err, sizeof err);
     if (c->bfd >= 0 && c->cfg.proxy_protocol)
@@ -674,17 +711,20 @@ typedef int step_fn(struct conn *);
 
 /* Server mode: only a client that completed the handshake reaches the backend. */
 static step_fn *const server_steps[] = {
-    load_credentials, identify_peer,      check_access, resolve_backend, start_key_process,
-    drop_privileges,  implicit_handshake, open_backend, relay,           NULL};
+    load_credentials, identify_peer,    check_access,  resolve_backend,    start_key_process,
+    drop_privileges,  enter_sandbox,    implicit_handshake, open_backend,  relay,
+    NULL};
 /* --starttls: the backend first, then its plaintext, then (maybe) TLS. */
 static step_fn *const starttls_steps[] = {
-    load_credentials,  identify_peer,   check_access, resolve_backend,
-    start_key_process, drop_privileges, open_backend, plaintext_phase,
-    upgrade,           relay,           NULL};
+    load_credentials, identify_peer, check_access,  resolve_backend, start_key_process,
+    drop_privileges,  open_backend,  enter_sandbox, plaintext_phase, upgrade,
+    relay,            NULL};
 /*
  * --accept-proxy: the balancer is checked before anything is read; the
  * header is read with privileges dropped, and TCP wrappers judge the
- * address it carries.
+ * address it carries. libwrap reads hosts.allow then: the sandbox comes
+ * after that check, before the client's first byte (the header is the
+ * balancer's, from a --proxy-from address).
  */
 static step_fn *const proxy_steps[] = {load_credentials,
                                        check_balancer,
@@ -693,18 +733,20 @@ static step_fn *const proxy_steps[] = {load_credentials,
                                        drop_privileges,
                                        read_proxy_header,
                                        check_access,
+                                       enter_sandbox,
                                        implicit_handshake,
                                        open_backend,
                                        relay,
                                        NULL};
 static step_fn *const proxy_starttls_steps[] = {
-    load_credentials, check_balancer,    resolve_backend, start_key_process,
-    drop_privileges,  read_proxy_header, check_access,    open_backend,
-    plaintext_phase,  upgrade,           relay,           NULL};
+    load_credentials, check_balancer, resolve_backend, start_key_process, drop_privileges,
+    read_proxy_header, check_access,  open_backend,    enter_sandbox,     plaintext_phase,
+    upgrade,           relay,         NULL};
 /* Client mode (-c): plaintext on fd 0/1, TLS towards the server. */
 static step_fn *const client_steps[] = {
-    load_credentials, identify_peer, check_access,     resolve_backend, start_key_process,
-    drop_privileges,  open_backend,  client_handshake, relay,           NULL};
+    load_credentials, identify_peer, check_access,  resolve_backend,  start_key_process,
+    drop_privileges,  open_backend,  enter_sandbox, client_handshake, relay,
+    NULL};
 
 int main(int argc, char **argv)
 {
@@ -732,8 +774,10 @@ int main(int argc, char **argv)
     case OPTIONS_VERSION:
         printf("tlsfilter %s (stunnel 3.26 compatible)\n"
                "default certificate: %s\n"
-               "TCP wrappers: %s\n",
-               PACKAGE_VERSION, OPTIONS_DEFAULT_CERT, access_available() ? "yes" : "no");
+               "TCP wrappers: %s\n"
+               "sandbox: %s\n",
+               PACKAGE_VERSION, OPTIONS_DEFAULT_CERT, access_available() ? "yes" : "no",
+               sandbox_available() ? "seccomp" : "not built in");
 #ifdef TEST_HOOKS
         printf("test hooks: yes (a test build: never for production)\n");
 #endif

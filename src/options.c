@@ -89,6 +89,8 @@ const char options_usage[] =
     "      --exit-idle SECS     ... exit after SECS without a session (default: never)\n"
     "      --config FILE        read an stunnel 4/5 configuration file; options\n"
     "                           after it override it, options before it do not\n"
+    "      --sandbox yes|no     the seccomp sandbox and resource limits around\n"
+    "                           the network process (default yes)\n"
     "      --check              check the options and credentials, then exit\n"
     "  -V, --version            print the version and exit\n"
     "  -h, --help               print this help and exit\n"
@@ -127,6 +129,7 @@ enum {
     OPT_MAX_RATE,
     OPT_EXIT_IDLE,
     OPT_KEY_PROCESS,
+    OPT_SANDBOX,
 };
 
 static const struct option long_options[] = {
@@ -176,6 +179,7 @@ static const struct option long_options[] = {
     {"max-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE},
     {"max-rate", required_argument, NULL, OPT_MAX_RATE},
     {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
+    {"sandbox", required_argument, NULL, OPT_SANDBOX},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -304,6 +308,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout_close = 60;
     cfg->max_connections = 64; /* systemd's MaxConnections= default */
     cfg->libwrap = true;
+    cfg->sandbox = true;
     cfg->verify_level = -1;
     cfg->session_timeout = OPTIONS_DEFAULT_SESSION_TIMEOUT;
     cfg->key_process = true;
@@ -694,6 +699,15 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
         }
         case OPT_EXIT_IDLE:
             timeout = &cfg->exit_idle;
+        case OPT_SANDBOX:
+            if (strcmp(optarg, "yes") == 0) {
+                cfg->sandbox = true;
+            } else if (strcmp(optarg, "no") == 0) {
+                cfg->sandbox = false;
+            } else {
+                fail(errbuf, errlen, "--sandbox %s: expected yes or no", optarg);
+                return OPTIONS_ERROR;
+            }
             break;
         case OPT_OCSP:
             cfg->ocsp_file = optarg;

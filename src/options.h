@@ -27,11 +27,11 @@
  * every process (callgrind, one X25519 connection: 7,760,551 with this
  * string, 7,766,308 with the older X25519:P-256:P-384 one).
  */
-#define OPTIONS_DEFAULT_PRIORITY                                  \
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                  \
-    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"   \
-    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"             \
-    ":-GROUP-ALL:+GROUP-X25519:+GROUP-EC-ALL"                     \
+#define OPTIONS_DEFAULT_PRIORITY                                \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                \
+    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305" \
+    ":-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"           \
+    ":-GROUP-ALL:+GROUP-X25519:+GROUP-EC-ALL"                   \
     ":%SERVER_PRECEDENCE"
 
 /* Ticket lifetime without -t: GnuTLS's own default, 6 hours. */
@@ -90,6 +90,7 @@ struct config {
     const char *hosts_allow;    /* --hosts-allow: libwrap's allow table */
     const char *hosts_deny;     /* --hosts-deny */
     bool libwrap;               /* check TCP wrappers (default yes, when built in) */
+    bool sandbox;               /* --sandbox: seccomp and limits (default yes, when built in) */
     int proxy_protocol;         /* --proxy-protocol: 0 off, 1 or 2: header to the backend */
     bool accept_proxy;          /* --accept-proxy: a PROXY header from a balancer first */
     const char *proxy_from[16]; /* --proxy-from ADDR[/PREFIX]: the balancers */
