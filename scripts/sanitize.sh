@@ -58,8 +58,10 @@
 #   server that memcheck slows 20-50x down, so its sessions fail: seen in
 #   CI; the PROXY paths run under memcheck in proxy-send, proxy-accept,
 #   proxy-parse and proxy-mail), sandbox (it looks at the filter, which
-#   this pass does not load) and callgrind-budget (valgrind under
-#   valgrind) are left out; the rest run the program through every
+#   this pass does not load), listener (200 sessions at once, each a fork
+#   of a memcheck process, and an strace of the listener; the listener's
+#   paths run under memcheck in listener-mail) and callgrind-budget
+#   (valgrind under valgrind) are left out; the rest run the program through every
 #   launcher, both TLS versions, client certificates, SNI, resumption,
 #   exec and client modes and the backends' failure paths under memcheck.
 set -u
@@ -211,7 +213,7 @@ valgrind_pass() {
 	} >"$d/tlsfilter-valgrind"
 	chmod 755 "$d/tlsfilter-valgrind"
 	list=$(without "$(tests_of "$d")" static-analysis fuzz testssl hostile backends flood \
-		privs wrappers conffile service-files proxy-haproxy sandbox callgrind-budget)
+		privs wrappers conffile service-files proxy-haproxy sandbox callgrind-budget listener)
 	echo "=== valgrind: make check ($(echo $list | wc -w) tests)"
 	(cd "$d" && TLSFILTER_WRAPPER="$d/tlsfilter-valgrind" make -j"$jobs" check TESTS="$list" \
 		>check.out 2>&1)

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -283,6 +284,7 @@ static void run_child(const struct config *cfg, struct keyproc_keys *k, unsigned
     long long phases = 1 + (cfg->starttls != 0) + (cfg->accept_proxy ? 1 : 0);
     long long deadline = now_ms() + phases * cfg->timeout_handshake * 1000;
     char err[256] = "";
+    pid_t parent = getppid();
     int status;
 
     if (forget != NULL)
@@ -303,6 +305,11 @@ static void run_child(const struct config *cfg, struct keyproc_keys *k, unsigned
         answer(0, KEYPROC_SETUP_FAILED, err, strlen(err));
         _exit(71);
     }
+    /* Killed by the kernel when the network process ends, however it ends:
+     * that process needs no kill() (its sandbox has none). Set after the
+     * drop, which clears it; a parent already gone is checked for. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+        _exit(71);
     /* Its system-call sandbox (sandbox.c): after the privilege drop,
      * before the first request; it may read and write fd 0, poll, sign
      * (getrandom, memory), and exit. */
@@ -368,7 +375,7 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
     return 0;
 }
 
-/* How long a key process told to go may take to exit before it is killed. */
+/* How long a key process told to go may take to exit before we go on without it. */
 #define KEYPROC_EXIT_MS 500
 
 void keyproc_close_inherited(void)
@@ -383,23 +390,26 @@ void keyproc_stop(struct keyproc_link *link)
     struct pollfd pfd = {.fd = link->fd, .events = POLLIN};
     char c;
 
+    bool gone = false;
+
     /*
      * The end of file tells it to exit, and its end of the socketpair
      * closes as it does. One that does not (stopped, stuck in a signature,
-     * or saying more) is killed: it cannot hold us here.
+     * or saying more) cannot hold us here: we go on, and the kernel kills
+     * it when this process ends (PR_SET_PDEATHSIG in run_child()).
      */
     if (link->fd >= 0 && link->pid > 0) {
         shutdown(link->fd, SHUT_WR);
-        if (poll(&pfd, 1, KEYPROC_EXIT_MS) <= 0 || read(link->fd, &c, 1) != 0)
-            kill(link->pid, SIGKILL);
+        gone = poll(&pfd, 1, KEYPROC_EXIT_MS) > 0 && read(link->fd, &c, 1) == 0;
     }
     if (link->fd >= 0)
         close(link->fd);
     if (live_fd == link->fd)
         live_fd = -1;
     link->fd = -1;
-    /* Reaped, so that no zombie outlives the handshake. */
-    while (link->pid > 0 && waitpid(link->pid, NULL, 0) < 0 && errno == EINTR)
+    /* Reaped, so that no zombie outlives the handshake (one that is still
+     * there is reaped by init once it is killed). */
+    while (link->pid > 0 && waitpid(link->pid, NULL, gone ? 0 : WNOHANG) < 0 && errno == EINTR)
         ;
     link->pid = 0;
 }

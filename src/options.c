@@ -699,6 +699,7 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
         }
         case OPT_EXIT_IDLE:
             timeout = &cfg->exit_idle;
+            break;
         case OPT_SANDBOX:
             if (strcmp(optarg, "yes") == 0) {
                 cfg->sandbox = true;

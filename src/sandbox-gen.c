@@ -70,13 +70,11 @@ static const int base_calls[] = {
     SCMP_SYS(exit_group),
 };
 
-#ifndef SANDBOX_SANITIZER /* its list has wait4 */
-/* A -l program: reaped at the end (backend_reap() waits in 20 ms steps). */
+/* A -l program: reaped at the end (backend_reap() waits in 20 ms steps;
+ * wait4 is in every network list: the key process is reaped too). */
 static const int program_calls[] = {
-    SCMP_SYS(wait4),
     SCMP_SYS(clock_nanosleep),
 };
-#endif
 
 #ifdef SANDBOX_SANITIZER
 /* ASan/UBSan's runtime: its report files, symbolizer and allocator. */
@@ -125,7 +123,7 @@ static int add_base(scmp_filter_ctx ctx)
 }
 
 /*
- * The network process: poll; shutdown(SHUT_WR), its half-close; recv() only
+ * The network process: poll; wait4; shutdown(SHUT_WR), its half-close; recv() only
  * to peek (peer.c: is the client gone?); sendto() only on a connected
  * socket (syslog's), never to an address of the caller's choosing.
  */
@@ -135,6 +133,13 @@ static int add_network(scmp_filter_ctx ctx)
 
     if ((r = RULE(ctx, poll, 0)) < 0)
         return r;
+#ifndef SANDBOX_SANITIZER /* its list has wait4 */
+    /* Its own children only: the key process, a -l program. No kill(): a
+     * key process that does not exit is killed by the kernel when this
+     * process ends (PR_SET_PDEATHSIG, keyproc.c). */
+    if ((r = RULE(ctx, wait4, 0)) < 0)
+        return r;
+#endif
     if ((r = RULE(ctx, shutdown, 1, SCMP_A1(SCMP_CMP_EQ, SHUT_WR))) < 0)
         return r;
     if ((r = RULE(ctx, recvfrom, 1, SCMP_A3(SCMP_CMP_EQ, MSG_PEEK))) < 0)
@@ -189,13 +194,8 @@ static scmp_filter_ctx network(enum sandbox_connect conn, bool program, bool bin
     r = add_base(ctx);
     if (r == 0)
         r = add_network(ctx);
-#ifndef SANDBOX_SANITIZER
     if (r == 0 && program)
         r = ALLOW_ALL(ctx, program_calls);
-#else /* its list has wait4 */
-    if (r == 0 && program)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clock_nanosleep), 0);
-#endif
     if (r == 0 && conn != SANDBOX_CONNECT_NONE)
         r = add_connect(ctx, conn, bind_addr);
     /* syslog() reconnects when its socket went away: it is told no, and
@@ -216,7 +216,8 @@ static scmp_filter_ctx network(enum sandbox_connect conn, bool program, bool bin
 
 /* The key process: signing needs the memory calls and random bytes (RSA-PSS
  * salts, blinding, ECDSA nonces); poll() to wait for a request against the
- * handshake's deadline; nothing more. */
+ * handshake's deadline; send() of its answers (MSG_NOSIGNAL: keyproc.c's
+ * write_full()), to no address; nothing more. */
 static scmp_filter_ctx key(void)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
@@ -227,6 +228,8 @@ static scmp_filter_ctx key(void)
     r = add_base(ctx);
     if (r == 0)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(poll), 0);
+    if (r == 0)
+        r = RULE(ctx, sendto, 1, SCMP_A4(SCMP_CMP_EQ, 0));
 #ifdef SANDBOX_SANITIZER
     if (r == 0)
         r = ALLOW_ALL(ctx, sanitizer_calls);

@@ -161,6 +161,11 @@ need_tool() {
 	done
 }
 
+# asan_build: the binary under test was built with AddressSanitizer
+# (scripts/sanitize.sh asan): its shadow memory makes a scan of the
+# process's memory meaningless, and it catches SIGSEGV itself (and aborts).
+asan_build() { grep -qa __asan_init "$TLSFILTER" 2>/dev/null; }
+
 need_tlsfilter() {
 	[ -x "$TLSFILTER" ] || skip_all "no tlsfilter binary at $TLSFILTER"
 }
