@@ -711,14 +711,14 @@ typedef int step_fn(struct conn *);
 
 /* Server mode: only a client that completed the handshake reaches the backend. */
 static step_fn *const server_steps[] = {
-    load_credentials, identify_peer,    check_access,  resolve_backend,    start_key_process,
-    drop_privileges,  enter_sandbox,    implicit_handshake, open_backend,  relay,
-    NULL};
+    load_credentials,  identify_peer,   check_access,  resolve_backend,
+    start_key_process, drop_privileges, enter_sandbox, implicit_handshake,
+    open_backend,      relay,           NULL};
 /* --starttls: the backend first, then its plaintext, then (maybe) TLS. */
 static step_fn *const starttls_steps[] = {
-    load_credentials, identify_peer, check_access,  resolve_backend, start_key_process,
-    drop_privileges,  open_backend,  enter_sandbox, plaintext_phase, upgrade,
-    relay,            NULL};
+    load_credentials,  identify_peer,   check_access, resolve_backend,
+    start_key_process, drop_privileges, open_backend, enter_sandbox,
+    plaintext_phase,   upgrade,         relay,        NULL};
 /*
  * --accept-proxy: the balancer is checked before anything is read; the
  * header is read with privileges dropped, and TCP wrappers judge the
@@ -726,27 +726,28 @@ static step_fn *const starttls_steps[] = {
  * after that check, before the client's first byte (the header is the
  * balancer's, from a --proxy-from address).
  */
-static step_fn *const proxy_steps[] = {load_credentials,
-                                       check_balancer,
-                                       resolve_backend,
-                                       start_key_process,
-                                       drop_privileges,
-                                       read_proxy_header,
-                                       check_access,
-                                       enter_sandbox,
-                                       implicit_handshake,
-                                       open_backend,
-                                       relay,
-                                       NULL};
-static step_fn *const proxy_starttls_steps[] = {
-    load_credentials, check_balancer, resolve_backend, start_key_process, drop_privileges,
-    read_proxy_header, check_access,  open_backend,    enter_sandbox,     plaintext_phase,
-    upgrade,           relay,         NULL};
+static step_fn *const proxy_steps[] = {load_credentials,  check_balancer,  resolve_backend,
+                                       start_key_process, drop_privileges, read_proxy_header,
+                                       check_access,      enter_sandbox,   implicit_handshake,
+                                       open_backend,      relay,           NULL};
+static step_fn *const proxy_starttls_steps[] = {load_credentials,
+                                                check_balancer,
+                                                resolve_backend,
+                                                start_key_process,
+                                                drop_privileges,
+                                                read_proxy_header,
+                                                check_access,
+                                                open_backend,
+                                                enter_sandbox,
+                                                plaintext_phase,
+                                                upgrade,
+                                                relay,
+                                                NULL};
 /* Client mode (-c): plaintext on fd 0/1, TLS towards the server. */
 static step_fn *const client_steps[] = {
-    load_credentials, identify_peer, check_access,  resolve_backend,  start_key_process,
-    drop_privileges,  open_backend,  enter_sandbox, client_handshake, relay,
-    NULL};
+    load_credentials,  identify_peer,   check_access, resolve_backend,
+    start_key_process, drop_privileges, open_backend, enter_sandbox,
+    client_handshake,  relay,           NULL};
 
 int main(int argc, char **argv)
 {
