@@ -514,14 +514,13 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
             cfg->chroot_dir = optarg;
             break;
         case OPT_KEY_PROCESS:
-            if (strcmp(optarg, "yes") == 0) {
-                cfg->key_process = true;
-            } else if (strcmp(optarg, "no") == 0) {
-                cfg->key_process = false;
-            } else {
-                fail(errbuf, errlen, "--key-process %s: expected yes or no", optarg);
+        case OPT_SANDBOX:
+            if (strcmp(optarg, "yes") != 0 && strcmp(optarg, "no") != 0) {
+                fail(errbuf, errlen, "%s %s: expected yes or no", flag_name(c, name, sizeof name),
+                     optarg);
                 return OPTIONS_ERROR;
             }
+            *(c == OPT_KEY_PROCESS ? &cfg->key_process : &cfg->sandbox) = optarg[0] == 'y';
             break;
         case OPT_HOSTS_ALLOW:
             cfg->hosts_allow = optarg;
@@ -699,16 +698,6 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
         }
         case OPT_EXIT_IDLE:
             timeout = &cfg->exit_idle;
-            break;
-        case OPT_SANDBOX:
-            if (strcmp(optarg, "yes") == 0) {
-                cfg->sandbox = true;
-            } else if (strcmp(optarg, "no") == 0) {
-                cfg->sandbox = false;
-            } else {
-                fail(errbuf, errlen, "--sandbox %s: expected yes or no", optarg);
-                return OPTIONS_ERROR;
-            }
             break;
         case OPT_OCSP:
             cfg->ocsp_file = optarg;
