@@ -32,6 +32,8 @@
 #           starttls-smtp.test, next to the private Postfix)
 #           dovecot-pop3d (the POP3 half of the private Dovecot behind
 #           --starttls imap and pop3, starttls-dovecot.test)
+#           strace (listener.test: the listener's system calls show that it
+#           never reads a client's byte)
 #   package: debhelper dpkg-dev fakeroot (dpkg-buildpackage of debian/, for
 #           package.test) lintian (package.test: no error or warning)
 set -eu
@@ -41,7 +43,7 @@ libgnutls28-dev libwrap0-dev libseccomp-dev
 gnutls-bin openssl ca-certificates socat xinetd curl netbase python3
 util-linux coreutils procps iproute2 dovecot-imapd systemd faketime
 cppcheck clang libclang-rt-14-dev haproxy postfix swaks libnet-ssleay-perl testssl.sh
-valgrind stunnel4 fail2ban rsyslog python3-aiosmtpd dovecot-pop3d
+valgrind stunnel4 fail2ban rsyslog python3-aiosmtpd dovecot-pop3d strace
 debhelper dpkg-dev fakeroot lintian"
 
 missing=
