@@ -660,10 +660,12 @@ static int use_remote_key(struct tls *t, size_t i)
     if (ret < 0) {
         while (n > 0)
             gnutls_pcert_deinit(&pc[--n]);
-        gnutls_free(pc);
         if (key != NULL)
             gnutls_privkey_deinit(key);
     }
+    /* The credentials own the certificates and the key now, but copied the
+     * array that held them (valgrind: 512 bytes lost per file otherwise). */
+    gnutls_free(pc);
     return ret < 0 ? ret : 0;
 }
 
