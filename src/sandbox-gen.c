@@ -34,15 +34,6 @@
 
 #include "sandbox.h"
 
-/* ASan and UBSan builds (scripts/sanitize.sh): the runtime's own calls. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANDBOX_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANDBOX_SANITIZER 1
-#endif
-#endif
-
 /*
  * Every role: its descriptors, memory, time, random bytes, the end. The
  * lists are what strace -f saw the test suite's processes make after this

@@ -44,15 +44,6 @@
 #include "sandbox-bpf.h" /* made by sandbox-gen at build time */
 #endif
 
-/* ASan and UBSan builds (scripts/sanitize.sh): the runtime's own calls. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANDBOX_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANDBOX_SANITIZER 1
-#endif
-#endif
-
 #ifdef SANDBOX_SANITIZER
 /*
  * LeakSanitizer cannot work in tlsfilter (scripts/sanitize.sh: non-dumpable,

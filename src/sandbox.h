@@ -8,6 +8,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* ASan and UBSan builds (scripts/sanitize.sh): the runtime's own calls are
+ * allowed too (sandbox-gen.c builds their lists, sandbox.c their limits). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANDBOX_SANITIZER 1
+#endif
+#endif
+
 #include "options.h"
 
 /* The backend connection still to be made inside the sandbox. */
