@@ -68,7 +68,12 @@ static const int program_calls[] = {
 };
 
 #ifdef SANDBOX_SANITIZER
-/* ASan/UBSan's runtime: its report files, symbolizer and allocator. */
+/* ASan/UBSan's runtime: its report files, symbolizer and allocator. On a
+ * fatal signal it checks its report descriptor with isatty() (ioctl), looks
+ * for llvm-symbolizer (stat, access), forks it (fork, execve) and the
+ * symbolizer, inheriting the filter, starts up and reads the binary
+ * (arch_prctl ... pread64: what strace saw it make). Seen: a SIGSEGV sent
+ * to a sandboxed ASan build's listener child ended in SIGSYS, not SIGABRT. */
 static const int sanitizer_calls[] = {
     SCMP_SYS(openat),      SCMP_SYS(open),           SCMP_SYS(readlink),
     SCMP_SYS(gettid),      SCMP_SYS(tgkill),         SCMP_SYS(sched_yield),
@@ -79,6 +84,11 @@ static const int sanitizer_calls[] = {
     SCMP_SYS(vfork),       SCMP_SYS(execve),         SCMP_SYS(dup2),
     SCMP_SYS(dup3),        SCMP_SYS(fcntl),          SCMP_SYS(getppid),
     SCMP_SYS(kill),        SCMP_SYS(mprotect),       SCMP_SYS(mmap),
+    SCMP_SYS(ioctl),       SCMP_SYS(stat),           SCMP_SYS(lstat),
+    SCMP_SYS(access),      SCMP_SYS(fork),           SCMP_SYS(getdents64),
+    SCMP_SYS(arch_prctl),  SCMP_SYS(pread64),        SCMP_SYS(rseq),
+    SCMP_SYS(set_robust_list), SCMP_SYS(set_tid_address), SCMP_SYS(futex),
+    SCMP_SYS(nanosleep),   SCMP_SYS(clock_nanosleep), SCMP_SYS(sched_getaffinity),
     SCMP_SYS(wait4), /* the symbolizer's process */
 };
 #endif

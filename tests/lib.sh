@@ -731,6 +731,24 @@ xinetd_start() {
 	fi
 }
 
+# sa_start ARGS...: tlsfilter ARGS (after -o LOG) as a listener under
+# systemd-socket-activate (LISTEN_FDS, as a socket unit with Accept=no) on a
+# fresh port; TLSF_PID is the listener (the activator execs it). The
+# activator passes only the variables named with -E: the sanitizers' options
+# (scripts/sanitize.sh: their report files) are named when set.
+sa_start() {
+	local envs=() v
+	for v in ASAN_OPTIONS UBSAN_OPTIONS; do
+		[ -n "${!v:-}" ] && envs+=(-E "$v")
+	done
+	xinetd_new_id
+	TLSF_PORT=$(free_port)
+	spawn systemd-socket-activate "${envs[@]}" -l "127.0.0.1:$TLSF_PORT" "$TLSFILTER" \
+		-o "$TLSF_LOG" "$@" 2>"$T/$TLSF_ID.stderr"
+	TLSF_PID=$LAST_PID
+	wait_listen "$TLSF_PORT" 10
+}
+
 # xinetd_last_pid [SECS]: the pid of the last server xinetd started (its
 # START line), waiting up to SECS (default 10); empty if none.
 xinetd_last_pid() {
