@@ -109,12 +109,13 @@ static ssize_t read_full(int fd, void *buf, size_t n, long long deadline_ms)
     return (ssize_t)got;
 }
 
-static int write_full(int fd, const void *buf, size_t n)
+/* flags: MSG_DONTWAIT in the key holder, which must never wait for one connection. */
+static int write_full(int fd, const void *buf, size_t n, int flags)
 {
     size_t done = 0;
 
     while (done < n) {
-        ssize_t w = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
+        ssize_t w = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL | flags);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -124,12 +125,13 @@ static int write_full(int fd, const void *buf, size_t n)
     return 0;
 }
 
-static void answer(int fd, int32_t status, const void *data, size_t len)
+static int answer(int fd, int32_t status, const void *data, size_t len, int flags)
 {
     struct answer a = {.status = status, .len = (uint32_t)len};
 
-    if (write_full(fd, &a, sizeof a) == 0 && len > 0)
-        write_full(fd, data, len);
+    if (write_full(fd, &a, sizeof a, flags) < 0)
+        return -1;
+    return len > 0 ? write_full(fd, data, len, flags) : 0;
 }
 
 /* Key i, parsed now if it was not yet. A GnuTLS error code. */
@@ -166,72 +168,140 @@ static int sign(struct keyproc_keys *k, const struct request *rq, const gnutls_d
                                      rq->flags, data, sig);
 }
 
-int keyproc_serve(struct keyproc_keys *k, int fd, unsigned budget, long long deadline_ms)
+/*
+ * One connection's requests, as the key side reads them: a request is taken
+ * whole (header, then its bytes) before it is answered, and only as many
+ * bytes as it still needs are read, so one connection's state is all here
+ * and the key holder can serve many of them from one poll() loop.
+ */
+struct kp_conn {
+    int fd;
+    long long deadline_ms;
+    unsigned budget, made, checks;
+    int send_flags;
+    size_t got; /* bytes of the current request in buf */
+    unsigned char buf[sizeof(struct request) + KEYPROC_MAX_DATA];
+};
+
+static void conn_init(struct kp_conn *c, int fd, unsigned budget, long long deadline_ms,
+                      int send_flags)
 {
-    unsigned char buf[KEYPROC_MAX_DATA];
-    unsigned made = 0, checks = 0;
+    c->fd = fd;
+    c->deadline_ms = deadline_ms;
+    c->budget = budget;
+    c->made = c->checks = 0;
+    c->send_flags = send_flags;
+    c->got = 0;
+}
 
-    for (;;) {
-        struct request rq;
-        gnutls_datum_t data, sig = {NULL, 0};
-        ssize_t r = read_full(fd, &rq, sizeof rq, deadline_ms);
-        bool parsed;
-        int32_t ret;
+/* Refuse and end: the answer says why (best effort), the connection ends. */
+static int refuse(struct kp_conn *c, int32_t status)
+{
+    answer(c->fd, status, NULL, 0, c->send_flags);
+    return -1;
+}
 
-        /* The network side closed its end: the handshake is over. */
-        if (r == 0)
-            return (int)made;
-        if (r < 0)
-            return -1;
-        if ((size_t)r < sizeof rq) {
-            answer(fd, KEYPROC_TRUNCATED, NULL, 0);
-            return -1;
-        }
+/* The request in c->buf, whole: answer it. 1 to go on, -1 to end. */
+static int handle(struct keyproc_keys *k, struct kp_conn *c)
+{
+    struct request rq;
+    gnutls_datum_t data, sig = {NULL, 0};
+    bool parsed;
+    int32_t ret;
+    int w;
+
+    memcpy(&rq, c->buf, sizeof rq);
+    c->got = 0;
+    /* Does key i load? Once per key at most: it signs nothing. */
+    if (rq.op == KEYPROC_OP_CHECK) {
+        if (++c->checks > k->n)
+            return refuse(c, KEYPROC_PAST_BOUND);
+        ret = parse(k, rq.index);
+        w = ret < 0 ? answer(c->fd, KEYPROC_BAD_KEY, &ret, sizeof ret, c->send_flags)
+                    : answer(c->fd, 0, NULL, 0, c->send_flags);
+        return w < 0 ? -1 : 1;
+    }
+    /* A handshake needs so many signatures: more is not a handshake. */
+    if (c->made >= c->budget)
+        return refuse(c, KEYPROC_PAST_BOUND);
+    data.data = c->buf + sizeof rq;
+    data.size = rq.len;
+    ret = sign(k, &rq, &data, &sig, &parsed);
+    c->made++;
+    if (ret >= 0 && sig.size > KEYPROC_MAX_SIG)
+        ret = GNUTLS_E_SHORT_MEMORY_BUFFER;
+    if (!parsed)
+        w = answer(c->fd, KEYPROC_BAD_KEY, &ret, sizeof ret, c->send_flags);
+    else
+        w = answer(c->fd, ret < 0 ? ret : 0, sig.data, ret < 0 ? 0 : sig.size, c->send_flags);
+    gnutls_free(sig.data);
+    return w < 0 ? -1 : 1;
+}
+
+/*
+ * c->fd is readable: read what the current request still needs (one read:
+ * it does not block after poll() said so), and answer it once it is whole.
+ * 1 to go on, 0 when the other side closed between requests (the handshake
+ * is over), -1 on a refusal, a malformed or truncated request, an error.
+ */
+static int conn_input(struct keyproc_keys *k, struct kp_conn *c)
+{
+    struct request rq;
+    size_t need = sizeof rq;
+    ssize_t r;
+
+    if (c->got >= sizeof rq) {
+        memcpy(&rq, c->buf, sizeof rq);
+        need += rq.len;
+    }
+    r = read(c->fd, c->buf + c->got, need - c->got);
+    if (r < 0)
+        return errno == EINTR || errno == EAGAIN ? 1 : -1;
+    /* The network side closed its end: the handshake is over, or it sent
+     * half a request. */
+    if (r == 0)
+        return c->got == 0 ? 0 : refuse(c, KEYPROC_TRUNCATED);
+    c->got += (size_t)r;
+    if (c->got == sizeof rq) {
+        memcpy(&rq, c->buf, sizeof rq);
         if (rq.magic != KEYPROC_MAGIC || rq.index >= k->n ||
             (rq.op == KEYPROC_OP_CHECK
                  ? rq.len != 0
                  : (rq.op != KEYPROC_OP_SIGN_DATA && rq.op != KEYPROC_OP_SIGN_HASH) ||
-                       rq.len == 0 || rq.len > sizeof buf)) {
-            answer(fd, KEYPROC_MALFORMED, NULL, 0);
-            return -1;
-        }
-        /* Does key i load? Once per key at most: it signs nothing. */
-        if (rq.op == KEYPROC_OP_CHECK) {
-            if (++checks > k->n) {
-                answer(fd, KEYPROC_PAST_BOUND, NULL, 0);
-                return -1;
-            }
-            ret = parse(k, rq.index);
-            if (ret < 0)
-                answer(fd, KEYPROC_BAD_KEY, &ret, sizeof ret);
-            else
-                answer(fd, 0, NULL, 0);
-            continue;
-        }
-        r = read_full(fd, buf, rq.len, deadline_ms);
-        if (r < 0)
-            return -1;
-        if (r < (ssize_t)rq.len) {
-            answer(fd, KEYPROC_TRUNCATED, NULL, 0);
-            return -1;
-        }
-        /* A handshake needs so many signatures: more is not a handshake. */
-        if (made >= budget) {
-            answer(fd, KEYPROC_PAST_BOUND, NULL, 0);
-            return -1;
-        }
-        data.data = buf;
-        data.size = rq.len;
-        ret = sign(k, &rq, &data, &sig, &parsed);
-        made++;
-        if (ret >= 0 && sig.size > KEYPROC_MAX_SIG)
-            ret = GNUTLS_E_SHORT_MEMORY_BUFFER;
-        if (!parsed)
-            answer(fd, KEYPROC_BAD_KEY, &ret, sizeof ret);
-        else
-            answer(fd, ret < 0 ? ret : 0, sig.data, ret < 0 ? 0 : sig.size);
-        gnutls_free(sig.data);
+                       rq.len == 0 || rq.len > KEYPROC_MAX_DATA))
+            return refuse(c, KEYPROC_MALFORMED);
+        need += rq.len;
     }
+    return c->got == need && c->got >= sizeof rq ? handle(k, c) : 1;
+}
+
+int keyproc_serve(struct keyproc_keys *k, int fd, unsigned budget, long long deadline_ms)
+{
+    struct kp_conn *c = malloc(sizeof *c);
+    int r = 1;
+
+    if (c == NULL)
+        return -1;
+    conn_init(c, fd, budget, deadline_ms, 0);
+    while (r > 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        long long left = deadline_ms - now_ms();
+        int n;
+
+        if (left <= 0) {
+            r = -1;
+            break;
+        }
+        n = poll(&pfd, 1, (int)left);
+        if (n < 0 && errno != EINTR)
+            r = -1;
+        else if (n > 0)
+            r = conn_input(k, c);
+    }
+    r = r < 0 ? -1 : (int)c->made;
+    explicit_bzero(c, sizeof *c);
+    free(c);
+    return r;
 }
 
 void keyproc_keys_clear(struct keyproc_keys *k)
@@ -274,24 +344,130 @@ static int enter_empty_root(struct config *kcfg, char *err, size_t errlen)
     return 0;
 }
 
-/* The child: never returns. */
+/* The handshake's deadline from now; a plaintext phase (--starttls) and a
+ * PROXY header (--accept-proxy) come first, each with as long again. */
+static long long handshake_ms(const struct config *cfg)
+{
+    long long phases = 1 + (cfg->starttls != 0) + (cfg->accept_proxy ? 1 : 0);
+
+    return phases * cfg->timeout_handshake * 1000;
+}
+
+/*
+ * The key holder's loop: fd 0 is the listener's control socket, which
+ * brings one end of a socketpair per connection (SCM_RIGHTS); each is
+ * served as the per-connection key process serves its one (a request at a
+ * time, the same budget, the same deadline from the moment it came),
+ * none waiting for another: a request is read as far as it has come and
+ * answered once whole, and an answer that does not fit the socket ends
+ * that connection. When the listener closes its end (a reload made a new
+ * holder, or it exits), the connections still open are finished first.
+ */
+static int holder_run(const struct config *cfg, struct keyproc_keys *k)
+{
+    size_t max = cfg->max_connections, n = 0, i;
+    struct kp_conn *conns = calloc(max, sizeof *conns);
+    struct pollfd *pfd = calloc(max + 1, sizeof *pfd);
+    bool listening = true;
+
+    if (conns == NULL || pfd == NULL)
+        return 71;
+    while (listening || n > 0) {
+        long long now = now_ms(), wait = -1;
+        int r;
+
+        pfd[0].fd = listening ? 0 : -1;
+        pfd[0].events = POLLIN;
+        for (i = 0; i < n; i++) {
+            long long left = conns[i].deadline_ms - now;
+            pfd[i + 1].fd = conns[i].fd;
+            pfd[i + 1].events = POLLIN;
+            pfd[i + 1].revents = 0;
+            if (wait < 0 || left < wait)
+                wait = left < 0 ? 0 : left;
+        }
+        r = poll(pfd, n + 1, wait > 86400000 ? 86400000 : (int)wait);
+        if (r < 0 && errno != EINTR)
+            return 71;
+        now = now_ms();
+        /* Each connection: its bytes, its end, or its deadline. Done from
+         * the last, so that the one moved into a freed slot was seen. */
+        for (i = n; i-- > 0;) {
+            struct kp_conn *c = &conns[i];
+            int st = 1;
+
+            if (r > 0 && pfd[i + 1].revents != 0)
+                st = conn_input(k, c);
+            if (st > 0 && now >= c->deadline_ms)
+                st = -1;
+            if (st <= 0) {
+                close(c->fd);
+                explicit_bzero(c->buf, sizeof c->buf);
+                if (i != --n)
+                    memcpy(c, &conns[n], sizeof *c);
+            }
+        }
+        /* A new connection's end, or the listener gone. */
+        if (listening && r > 0 && pfd[0].revents != 0) {
+            char byte;
+            union {
+                struct cmsghdr h;
+                char space[CMSG_SPACE(sizeof(int))];
+            } u;
+            struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+            struct msghdr m = {.msg_iov = &iov,
+                               .msg_iovlen = 1,
+                               .msg_control = &u,
+                               .msg_controllen = sizeof u};
+            struct cmsghdr *h;
+            ssize_t got = recvmsg(0, &m, MSG_CMSG_CLOEXEC);
+            int fd = -1;
+
+            if (got <= 0 && !(got < 0 && errno == EINTR)) {
+                listening = false;
+                continue;
+            }
+            h = CMSG_FIRSTHDR(&m);
+            if (h != NULL && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+                h->cmsg_len == CMSG_LEN(sizeof(int)))
+                memcpy(&fd, CMSG_DATA(h), sizeof fd);
+            /* The listener sends no more than it runs sessions; one past
+             * that (a second holder's overlap) is closed: its handshake fails. */
+            if (fd >= 0 && n == max)
+                close(fd);
+            else if (fd >= 0)
+                conn_init(&conns[n++], fd, KEYPROC_MAX_REQUESTS, now + handshake_ms(cfg),
+                          MSG_DONTWAIT);
+        }
+    }
+    free(pfd);
+    free(conns);
+    return 0;
+}
+
+/*
+ * The child's life, whichever its role: forget what it must not keep,
+ * keep only fd (as fd 0), give up its privileges, die with its parent,
+ * enter its sandbox, say it is ready, serve; never returns.
+ */
 static void run_child(const struct config *cfg, struct keyproc_keys *k, unsigned budget, int fd,
-                      void (*forget)(void *), void *arg)
+                      bool holder, void (*forget)(void *), void *arg)
 {
     struct config kcfg = *cfg;
-    /* The handshake's deadline; a plaintext phase (--starttls) and a PROXY
-     * header (--accept-proxy) come first, each with as long again. */
-    long long phases = 1 + (cfg->starttls != 0) + (cfg->accept_proxy ? 1 : 0);
-    long long deadline = now_ms() + phases * cfg->timeout_handshake * 1000;
+    long long deadline = now_ms() + handshake_ms(cfg);
     char err[256] = "";
     pid_t parent = getppid();
     int status;
 
     if (forget != NULL)
         forget(arg);
+    /* ps and pgrep tell the holder from the listener's sessions by name. */
+    if (holder)
+        prctl(PR_SET_NAME, "tlsfilter-key");
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     signal(SIGINT, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
     /* Only the socketpair, as fd 0: not the client's socket, not the log. */
     if (fd != 0 && dup2(fd, 0) < 0)
         _exit(71);
@@ -302,38 +478,46 @@ static void run_child(const struct config *cfg, struct keyproc_keys *k, unsigned
     }
     if (enter_empty_root(&kcfg, err, sizeof err) < 0 ||
         privs_drop(&kcfg, err, sizeof err) < 0) {
-        answer(0, KEYPROC_SETUP_FAILED, err, strlen(err));
+        answer(0, KEYPROC_SETUP_FAILED, err, strlen(err), 0);
         _exit(71);
     }
-    /* Killed by the kernel when the network process ends, however it ends:
-     * that process needs no kill() (its sandbox has none). Set after the
-     * drop, which clears it; a parent already gone is checked for. */
+    /* Killed by the kernel when the network process (or the listener)
+     * ends, however it ends: that process needs no kill() (its sandbox has
+     * none). Set after the drop, which clears it; a parent already gone is
+     * checked for. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(71);
     /* Its system-call sandbox (sandbox.c): after the privilege drop,
      * before the first request; it may read and write fd 0, poll, sign
-     * (getrandom, memory), and exit. */
-    if (cfg->sandbox && sandbox_enter_key(err, sizeof err) < 0) {
-        answer(0, KEYPROC_SETUP_FAILED, err, strlen(err));
+     * (getrandom, memory), and exit; the holder also receives descriptors,
+     * as many as the listener runs sessions. */
+    if (cfg->sandbox &&
+        (holder ? sandbox_enter_key_holder(cfg->max_connections, err, sizeof err)
+                : sandbox_enter_key(err, sizeof err)) < 0) {
+        answer(0, KEYPROC_SETUP_FAILED, err, strlen(err), 0);
         _exit(71);
     }
-    answer(0, KEYPROC_READY, NULL, 0);
-    status = keyproc_serve(k, 0, budget, deadline);
+    answer(0, KEYPROC_READY, NULL, 0, 0);
+    if (holder)
+        status = holder_run(&kcfg, k);
+    else
+        status = keyproc_serve(k, 0, budget, deadline) < 0 ? 1 : 0;
     keyproc_keys_clear(k);
-    _exit(status < 0 ? 1 : 0);
+    _exit(status);
 }
 
-int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned budget,
-                  void (*forget)(void *), void *arg, struct keyproc_link *link, char *err,
-                  size_t errlen)
+/* Fork a key process of either role; wait until it is ready. */
+static int start(const struct config *cfg, struct keyproc_keys *k, unsigned budget, bool holder,
+                 void (*forget)(void *), void *arg, int *fdp, pid_t *pidp, char *err,
+                 size_t errlen)
 {
     struct answer a;
     char why[256];
     int sv[2];
     pid_t pid;
 
-    link->fd = -1;
-    link->pid = 0;
+    *fdp = -1;
+    *pidp = 0;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         snprintf(err, errlen, "key process: socketpair: %s", strerror(errno));
         return -1;
@@ -347,32 +531,119 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
     }
     if (pid == 0) {
         close(sv[0]);
-        run_child(cfg, k, budget > 0 ? budget : KEYPROC_MAX_REQUESTS, sv[1], forget, arg);
+        run_child(cfg, k, budget > 0 ? budget : KEYPROC_MAX_REQUESTS, sv[1], holder, forget,
+                  arg);
     }
     close(sv[1]);
-    link->fd = sv[0];
-    link->pid = pid;
-    live_fd = link->fd;
-    if (link->timeout_ms == 0)
-        link->timeout_ms = cfg->timeout_handshake * 1000;
+    *fdp = sv[0];
+    *pidp = pid;
     /* Ready, or why not. */
-    if (read_full(link->fd, &a, sizeof a, now_ms() + 10000) != (ssize_t)sizeof a) {
+    if (read_full(sv[0], &a, sizeof a, now_ms() + 10000) != (ssize_t)sizeof a) {
         snprintf(err, errlen, "key process: ended before it was ready");
-        keyproc_stop(link);
         return -1;
     }
     if (a.status != KEYPROC_READY) {
         size_t n = a.len < sizeof why - 1 ? a.len : sizeof why - 1;
-        ssize_t r = read_full(link->fd, why, n, now_ms() + 1000);
+        ssize_t r = read_full(sv[0], why, n, now_ms() + 1000);
+
         why[r > 0 ? (size_t)r : 0] = '\0';
         snprintf(err, errlen, "key process: %s", why);
-        keyproc_stop(link);
         return a.status == KEYPROC_SETUP_FAILED ? -2 : -1;
+    }
+    return 0;
+}
+
+int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned budget,
+                  void (*forget)(void *), void *arg, struct keyproc_link *link, char *err,
+                  size_t errlen)
+{
+    int r = start(cfg, k, budget, false, forget, arg, &link->fd, &link->pid, err, errlen);
+
+    live_fd = link->fd;
+    if (link->timeout_ms == 0)
+        link->timeout_ms = cfg->timeout_handshake * 1000;
+    if (r < 0) {
+        keyproc_stop(link);
+        return r;
     }
 #ifdef TEST_HOOKS
     link->hook = getenv("TLSFILTER_TEST_KEYPROC");
 #endif
     return 0;
+}
+
+int keyproc_holder_start(const struct config *cfg, struct keyproc_keys *k,
+                         void (*forget)(void *), void *arg, struct keyproc_holder *h, char *err,
+                         size_t errlen)
+{
+    int r = start(cfg, k, 0, true, forget, arg, &h->ctl, &h->pid, err, errlen);
+
+    if (r < 0) {
+        keyproc_holder_release(h);
+        /* Not ours to wait for long: it said why, or it ended. */
+        while (h->pid > 0 && waitpid(h->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        h->pid = 0;
+    }
+    return r;
+}
+
+int keyproc_holder_link(struct keyproc_holder *h, char *err, size_t errlen)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } u;
+    char byte = 'c';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &u, .msg_controllen = sizeof u};
+    struct cmsghdr *c;
+    int sv[2];
+
+    if (h->ctl < 0) {
+        snprintf(err, errlen, "key process: the listener's key holder is not running");
+        return -1;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(err, errlen, "key process: socketpair: %s", strerror(errno));
+        return -1;
+    }
+    memset(&u, 0, sizeof u);
+    c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+    /* The holder reads its control socket between signatures: a full
+     * socket means it is stuck, and this connection goes without. */
+    if (sendmsg(h->ctl, &m, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+        snprintf(err, errlen, "key process: the listener's key holder: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    close(sv[1]);
+    return sv[0];
+}
+
+void keyproc_holder_release(struct keyproc_holder *h)
+{
+    if (h->ctl >= 0)
+        close(h->ctl);
+    h->ctl = -1;
+}
+
+void keyproc_attach(const struct config *cfg, struct keyproc_link *link, int fd)
+{
+    link->fd = fd;
+    link->pid = 0;
+    live_fd = fd;
+    if (link->timeout_ms == 0)
+        link->timeout_ms = cfg->timeout_handshake * 1000;
+#ifdef TEST_HOOKS
+    link->hook = getenv("TLSFILTER_TEST_KEYPROC");
+#endif
 }
 
 /* How long a key process told to go may take to exit before we go on without it. */
@@ -445,7 +716,7 @@ int keyproc_check(struct keyproc_key *kk)
 
     if (l->fd < 0)
         return link_fail(l, "not running");
-    if (write_full(l->fd, &rq, sizeof rq) < 0 ||
+    if (write_full(l->fd, &rq, sizeof rq, 0) < 0 ||
         read_full(l->fd, &a, sizeof a, now_ms() + l->timeout_ms) != (ssize_t)sizeof a)
         return link_fail(l, "no answer (it ended or was killed)");
     if (a.status == KEYPROC_BAD_KEY) {
@@ -486,8 +757,8 @@ static int ask(struct keyproc_key *kk, uint8_t op, gnutls_sign_algorithm_t algo,
         send_len = data->size / 2;
 #endif
     while (times-- > 0) {
-        if (write_full(l->fd, &rq, sizeof rq) < 0 ||
-            write_full(l->fd, data->data, send_len) < 0)
+        if (write_full(l->fd, &rq, sizeof rq, 0) < 0 ||
+            write_full(l->fd, data->data, send_len, 0) < 0)
             return link_fail(l, "gone (it ended or was killed)");
         if (send_len < data->size)
             shutdown(l->fd, SHUT_WR);

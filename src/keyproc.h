@@ -91,6 +91,42 @@ int keyproc_start(const struct config *cfg, struct keyproc_keys *k, unsigned bud
                   size_t errlen);
 
 /*
+ * The listener's key holder (xinetd wait = yes, systemd Accept=no): one key
+ * process for every child, forked when the listener loads its keys (and
+ * again at each reload), so that no fork is added per connection and the
+ * long-lived, privileged listener itself keeps no key once it is started.
+ * It gives up its privileges and enters its sandbox like a per-connection
+ * key process, and serves each connection's socketpair, which the listener
+ * hands it (SCM_RIGHTS) for each child it forks, with a connection's
+ * budget and deadline. A child never talks to the listener. ctl is the
+ * listener's end of the control socket.
+ */
+struct keyproc_holder {
+    int ctl; /* -1 when there is none */
+    pid_t pid;
+};
+
+/* Start it (0), or -1 (-2: it could not give up its privileges) with err. */
+int keyproc_holder_start(const struct config *cfg, struct keyproc_keys *k,
+                         void (*forget)(void *), void *arg, struct keyproc_holder *h, char *err,
+                         size_t errlen);
+
+/*
+ * For a connection about to be forked: a new socketpair, one end handed to
+ * the holder, the other returned (close-on-exec) for the child to sign
+ * through (keyproc_attach()). -1 with err when the holder is not there or
+ * does not take it.
+ */
+int keyproc_holder_link(struct keyproc_holder *h, char *err, size_t errlen);
+
+/* Let it go: it finishes the connections it has, then exits (reaped by
+ * the listener's reaping of its children). No wait here. */
+void keyproc_holder_release(struct keyproc_holder *h);
+
+/* In the listener's child: sign through fd, the link made for it. */
+void keyproc_attach(const struct config *cfg, struct keyproc_link *link, int fd);
+
+/*
  * Have the key process parse key kk now (several --cert: each file chosen
  * for a handshake is checked whole, as when it was parsed here). 0, or a
  * GnuTLS error with the reason in the link's err (link->bad_key: the key

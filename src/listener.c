@@ -88,7 +88,10 @@ static long long now_ms(void)
 
 struct listener {
     const struct config *cfg;
+    const struct listener_ops *ops;
     int fd, fl;
+    int link_fd; /* in a child: what ops->link gave for it */
+    bool failed; /* ops->reaped said the listener cannot go on */
     struct session *s;
     unsigned n;
     unsigned long long accepted, refused;
@@ -107,8 +110,12 @@ static void reap(struct listener *l)
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         for (i = 0; i < l->n && l->s[i].pid != pid; i++)
             ;
-        if (i == l->n)
+        /* Not a session: the key holder (main.c says what that means). */
+        if (i == l->n) {
+            if (l->ops->reaped != NULL && l->ops->reaped(l->ops->ctx, pid, st) < 0)
+                l->failed = true;
             continue;
+        }
         if (WIFSIGNALED(st))
             log_msg(LOG_ERR, "event=session-killed peer=%s pid=%ld signal=SIG%s", l->s[i].text,
                     (long)pid, sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
@@ -183,7 +190,7 @@ static int accept_some(struct listener *l)
     sigset_t all, mask;
     unsigned value, k;
     pid_t pid;
-    int fd;
+    int fd, link;
 
     for (k = 0; k < 64; k++) {
         fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -203,15 +210,19 @@ static int accept_some(struct listener *l)
             close(fd);
             continue;
         }
+        link = l->ops->link != NULL ? l->ops->link(l->ops->ctx) : -1;
         sigfillset(&all);
         sigprocmask(SIG_BLOCK, &all, &mask);
         pid = fork();
         if (pid == 0) {
             become_child(l, fd, &mask);
+            l->link_fd = link;
             return 1;
         }
         sigprocmask(SIG_SETMASK, &mask, NULL);
         close(fd);
+        if (link >= 0)
+            close(link);
         if (pid < 0) {
             log_msg(LOG_ERR, "event=system-error peer=%s reason=\"fork: %s\"", text,
                     strerror(errno));
@@ -265,10 +276,10 @@ static double cpu_ms(void)
            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
 }
 
-int listener_run(const struct config *cfg, int lfd, int (*reload)(void *), void *ctx,
-                 bool *child)
+int listener_run(const struct config *cfg, int lfd, const struct listener_ops *ops, bool *child,
+                 int *link_fd)
 {
-    struct listener l = {.cfg = cfg, .rate_second = -1};
+    struct listener l = {.cfg = cfg, .ops = ops, .rate_second = -1, .link_fd = -1};
     long long idle_since = now_ms(), deadline = -1, kill_at = -1;
     unsigned i, forced = 0;
     bool stopping = false;
@@ -304,10 +315,14 @@ int listener_run(const struct config *cfg, int lfd, int (*reload)(void *), void 
         if (hup) {
             hup = 0;
             if (!stopping)
-                reload(ctx);
+                ops->reload(ops->ctx);
         }
         now = now_ms();
-        if (terms > 0 && !stopping) {
+        /* SIGTERM, or a listener that cannot serve any more (its key
+         * holder is gone and will not start again): stop accepting. */
+        if ((terms > 0 || l.failed) && !stopping) {
+            if (l.failed)
+                status = EX_OSERR;
             stopping = true;
             stop_listening(&l);
             deadline = now + cfg->timeout_close * 1000LL;
@@ -350,6 +365,7 @@ int listener_run(const struct config *cfg, int lfd, int (*reload)(void *), void 
             ;
         if (l.fd >= 0 && (pfd[1].revents & POLLIN) && accept_some(&l)) {
             *child = true;
+            *link_fd = l.link_fd;
             return 0;
         }
     }

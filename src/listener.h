@@ -6,6 +6,7 @@
 #define TLSFILTER_LISTENER_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "options.h"
 
@@ -16,14 +17,28 @@
  */
 int listener_find(void);
 
+/* What the listener asks of the rest of the program (main.c). */
+struct listener_ops {
+    void *ctx;
+    /* SIGHUP: new credentials for new connections; on failure the old stay. */
+    int (*reload)(void *ctx);
+    /* Before each fork: a descriptor the child keeps (its link to the key
+     * holder), or -1 for none. The parent closes its copy after the fork. */
+    int (*link)(void *ctx);
+    /* A child of the listener's that is not a session ended (the key
+     * holder): 0 when that is taken care of, -1 when the listener cannot go
+     * on (it then stops as at SIGTERM and exits EX_OSERR). */
+    int (*reaped)(void *ctx, pid_t pid, int status);
+};
+
 /*
  * Accept on lfd until SIGTERM (then the sessions get --timeout-close to end)
- * or --exit-idle. SIGHUP calls reload(ctx), which keeps the old credentials
- * when the new ones fail. Returns in the parent with its exit status; in a
- * child with *child set and 0, the connection on fds 0 and 1 and the
- * signal handlers as they were before the call.
+ * or --exit-idle. SIGHUP calls ops->reload. Returns in the parent with its
+ * exit status; in a child with *child set and 0, the connection on fds 0
+ * and 1, *link_fd what ops->link gave for it, and the signal handlers as
+ * they were before the call.
  */
-int listener_run(const struct config *cfg, int lfd, int (*reload)(void *), void *ctx,
-                 bool *child);
+int listener_run(const struct config *cfg, int lfd, const struct listener_ops *ops, bool *child,
+                 int *link_fd);
 
 #endif

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -255,6 +256,24 @@ static int prepare_credentials(struct conn *c)
 }
 
 /*
+ * The listener's key holder must be there before it accepts: one that
+ * could not start (a user that does not exist, no fork) fails the listener
+ * at its start, as a certificate that does not parse does, rather than
+ * every connection later.
+ */
+static int holder_started(struct conn *c)
+{
+    char err[512], reason[600];
+    int r = tls_key_process(c->tls, err, sizeof err);
+
+    if (r == 0)
+        return 0;
+    log_msg(LOG_ERR, "event=%s reason=%s", r == -2 ? "privilege-error" : "system-error",
+            log_value(err, reason, sizeof reason));
+    return EX_OSERR;
+}
+
+/*
  * The listener's SIGHUP: new connections get the files as they are now; a
  * file that no longer loads (or parses: tls_check()) keeps the old ones,
  * with the reason in an error line. Running sessions keep what they had.
@@ -283,7 +302,7 @@ static int reload_credentials(void *p)
         return -1;
     }
     free(text);
-    if (load_credentials(c) != 0 || prepare_credentials(c) != 0) {
+    if (load_credentials(c) != 0 || prepare_credentials(c) != 0 || holder_started(c) != 0) {
         if (c->tls != old)
             tls_free(c->tls);
         c->tls = old;
@@ -292,6 +311,40 @@ static int reload_credentials(void *p)
     }
     tls_free(old);
     log_msg(LOG_NOTICE, "event=reloaded");
+    return 0;
+}
+
+/* The listener, before each fork: the child's link to the key holder. */
+static int holder_link(void *p)
+{
+    struct conn *c = p;
+
+    return tls_holder_link(c->tls);
+}
+
+/*
+ * The listener reaped a child that is not a session: a key holder. An old
+ * one (a reload replaced it) ending is expected. The current one ending is
+ * not: it is logged, and a new one is started from the files, as at SIGHUP;
+ * if that fails, the listener stops (its connections could not sign).
+ */
+static int reaped(void *p, pid_t pid, int st)
+{
+    struct conn *c = p;
+    char how[32];
+
+    if (!tls_holder_is(c->tls, pid))
+        return 0;
+    if (WIFSIGNALED(st))
+        snprintf(how, sizeof how, "signal=SIG%s",
+                 sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
+    else
+        snprintf(how, sizeof how, "status=%d", WEXITSTATUS(st));
+    log_msg(LOG_ERR,
+            "event=key-holder-ended pid=%ld %s reason=\"starting a new one from the files\"",
+            (long)pid, how);
+    if (reload_credentials(c) < 0 || holder_started(c) != 0)
+        return -1;
     return 0;
 }
 
@@ -822,16 +875,21 @@ int main(int argc, char **argv)
      * then a child per connection runs the rest of the steps on it.
      */
     if ((lfd = listener_find()) >= 0) {
+        static const struct listener_ops ops = {
+            .ctx = &c, .reload = reload_credentials, .link = holder_link, .reaped = reaped};
         bool child;
+        int link_fd = -1;
 
         c.cfg.listener = true;
         if ((status = steps[0](&c)) != 0 || (status = prepare_credentials(&c)) != 0)
             return status;
-        status = listener_run(&c.cfg, lfd, reload_credentials, &c, &child);
+        if ((status = holder_started(&c)) != 0)
+            return status;
+        status = listener_run(&c.cfg, lfd, &ops, &child, &link_fd);
         if (!child)
             return status;
         clock_gettime(CLOCK_MONOTONIC, &c.start);
-        tls_child(c.tls);
+        tls_child(c.tls, link_fd);
         i = 1;
     }
     for (; steps[i] != NULL; i++) {

@@ -75,20 +75,48 @@ static const int program_calls[] = {
  * (arch_prctl ... pread64: what strace saw it make). Seen: a SIGSEGV sent
  * to a sandboxed ASan build's listener child ended in SIGSYS, not SIGABRT. */
 static const int sanitizer_calls[] = {
-    SCMP_SYS(openat),      SCMP_SYS(open),           SCMP_SYS(readlink),
-    SCMP_SYS(gettid),      SCMP_SYS(tgkill),         SCMP_SYS(sched_yield),
-    SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigaction),
-    SCMP_SYS(prctl),       SCMP_SYS(fstat),          SCMP_SYS(newfstatat),
-    SCMP_SYS(lseek),       SCMP_SYS(getrlimit),      SCMP_SYS(prlimit64),
-    SCMP_SYS(pipe2),       SCMP_SYS(clone),          SCMP_SYS(clone3),
-    SCMP_SYS(vfork),       SCMP_SYS(execve),         SCMP_SYS(dup2),
-    SCMP_SYS(dup3),        SCMP_SYS(fcntl),          SCMP_SYS(getppid),
-    SCMP_SYS(kill),        SCMP_SYS(mprotect),       SCMP_SYS(mmap),
-    SCMP_SYS(ioctl),       SCMP_SYS(stat),           SCMP_SYS(lstat),
-    SCMP_SYS(access),      SCMP_SYS(fork),           SCMP_SYS(getdents64),
-    SCMP_SYS(arch_prctl),  SCMP_SYS(pread64),        SCMP_SYS(rseq),
-    SCMP_SYS(set_robust_list), SCMP_SYS(set_tid_address), SCMP_SYS(futex),
-    SCMP_SYS(nanosleep),   SCMP_SYS(clock_nanosleep), SCMP_SYS(sched_getaffinity),
+    SCMP_SYS(openat),
+    SCMP_SYS(open),
+    SCMP_SYS(readlink),
+    SCMP_SYS(gettid),
+    SCMP_SYS(tgkill),
+    SCMP_SYS(sched_yield),
+    SCMP_SYS(sigaltstack),
+    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(rt_sigaction),
+    SCMP_SYS(prctl),
+    SCMP_SYS(fstat),
+    SCMP_SYS(newfstatat),
+    SCMP_SYS(lseek),
+    SCMP_SYS(getrlimit),
+    SCMP_SYS(prlimit64),
+    SCMP_SYS(pipe2),
+    SCMP_SYS(clone),
+    SCMP_SYS(clone3),
+    SCMP_SYS(vfork),
+    SCMP_SYS(execve),
+    SCMP_SYS(dup2),
+    SCMP_SYS(dup3),
+    SCMP_SYS(fcntl),
+    SCMP_SYS(getppid),
+    SCMP_SYS(kill),
+    SCMP_SYS(mprotect),
+    SCMP_SYS(mmap),
+    SCMP_SYS(ioctl),
+    SCMP_SYS(stat),
+    SCMP_SYS(lstat),
+    SCMP_SYS(access),
+    SCMP_SYS(fork),
+    SCMP_SYS(getdents64),
+    SCMP_SYS(arch_prctl),
+    SCMP_SYS(pread64),
+    SCMP_SYS(rseq),
+    SCMP_SYS(set_robust_list),
+    SCMP_SYS(set_tid_address),
+    SCMP_SYS(futex),
+    SCMP_SYS(nanosleep),
+    SCMP_SYS(clock_nanosleep),
+    SCMP_SYS(sched_getaffinity),
     SCMP_SYS(wait4), /* the symbolizer's process */
 };
 #endif
@@ -219,7 +247,7 @@ static scmp_filter_ctx network(enum sandbox_connect conn, bool program, bool bin
  * salts, blinding, ECDSA nonces); poll() to wait for a request against the
  * handshake's deadline; send() of its answers (MSG_NOSIGNAL: keyproc.c's
  * write_full()), to no address; nothing more. */
-static scmp_filter_ctx key(void)
+static scmp_filter_ctx key(bool holder)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
     int r;
@@ -231,6 +259,9 @@ static scmp_filter_ctx key(void)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(poll), 0);
     if (r == 0)
         r = RULE(ctx, sendto, 1, SCMP_A4(SCMP_CMP_EQ, 0));
+    /* The listener's key holder: a connection's socket from the listener. */
+    if (r == 0 && holder)
+        r = RULE(ctx, recvmsg, 1, SCMP_A2(SCMP_CMP_EQ, MSG_CMSG_CLOEXEC));
 #ifdef SANDBOX_SANITIZER
     if (r == 0)
         r = ALLOW_ALL(ctx, sanitizer_calls);
@@ -295,7 +326,7 @@ int main(void)
                         return 1;
                     }
                 }
-    if (emit(key(), "bpf_key") < 0) {
+    if (emit(key(false), "bpf_key") < 0 || emit(key(true), "bpf_key_holder") < 0) {
         fprintf(stderr, "sandbox-gen: bpf_key: libseccomp failed\n");
         return 1;
     }
@@ -317,5 +348,6 @@ int main(void)
         printf("    },\n");
     }
     printf("};\nstatic const struct sock_fprog key_program = BPF_PROG(bpf_key);\n");
+    printf("static const struct sock_fprog key_holder_program = BPF_PROG(bpf_key_holder);\n");
     return 0;
 }

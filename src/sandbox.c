@@ -168,3 +168,12 @@ int sandbox_enter_key(char *err, size_t errlen)
     return finish(NULL, false, 0, err, errlen);
 #endif
 }
+
+int sandbox_enter_key_holder(unsigned max_fds, char *err, size_t errlen)
+{
+#ifdef HAVE_SECCOMP
+    return finish(&key_holder_program, false, (int)max_fds + 1, err, errlen);
+#else
+    return finish(NULL, false, (int)max_fds + 1, err, errlen);
+#endif
+}

@@ -54,4 +54,11 @@ int sandbox_enter(const struct config *cfg, enum sandbox_connect conn, char *err
  */
 int sandbox_enter_key(char *err, size_t errlen);
 
+/*
+ * The listener's key holder (keyproc.h): the key process's list and
+ * recvmsg() for the descriptors the listener hands it, with room for
+ * max_fds of them (RLIMIT_NOFILE).
+ */
+int sandbox_enter_key_holder(unsigned max_fds, char *err, size_t errlen);
+
 #endif

@@ -81,23 +81,24 @@ struct tls {
     char sig_alg[64]; /* our certificate's, for the PROXY v2 header */
     char key_alg[32];
     char client_cn[128];
-    char protocol[16];         /* "TLSv1.3", as mod_ssl and OpenSSL write it */
-    size_t in_start, in_end;   /* bytes read from rfd that GnuTLS has not taken yet */
-    unsigned char *in;         /* TLS_IN_BUF bytes, or NULL until the first read */
-    size_t out_start, out_end; /* records made, not yet written to wfd */
-    unsigned char *out;        /* TLS_OUT_BUF bytes, or NULL until the first batch */
-    bool batching;             /* inside tls_write(): push() collects records */
-    bool watching;             /* a server handshake runs: see early_data() */
-    bool early;                /* ... and it saw application data: refused */
-    unsigned char rec_hdr[5];  /* the record header being given to GnuTLS */
-    size_t rec_have;           /* bytes of it so far */
-    size_t rec_left;           /* body bytes of the current record still to come */
-    const char *failure;       /* after TLS_IO_ERROR: reset, alert, protocol-error, error */
-    char alert_sent[40];       /* the fatal alert we sent, as RFC 8446 names it, or "" */
-    struct keyproc_link link;  /* --key-process yes: where our keys sign */
-    int kp_status;             /* 1 started, 0 not (yet), < 0 failed (tls_key_process()) */
-    bool child;                /* the listener's child (tls_child()) */
-    char kp_error[256];        /* ... and why */
+    char protocol[16];            /* "TLSv1.3", as mod_ssl and OpenSSL write it */
+    size_t in_start, in_end;      /* bytes read from rfd that GnuTLS has not taken yet */
+    unsigned char *in;            /* TLS_IN_BUF bytes, or NULL until the first read */
+    size_t out_start, out_end;    /* records made, not yet written to wfd */
+    unsigned char *out;           /* TLS_OUT_BUF bytes, or NULL until the first batch */
+    bool batching;                /* inside tls_write(): push() collects records */
+    bool watching;                /* a server handshake runs: see early_data() */
+    bool early;                   /* ... and it saw application data: refused */
+    unsigned char rec_hdr[5];     /* the record header being given to GnuTLS */
+    size_t rec_have;              /* bytes of it so far */
+    size_t rec_left;              /* body bytes of the current record still to come */
+    const char *failure;          /* after TLS_IO_ERROR: reset, alert, protocol-error, error */
+    char alert_sent[40];          /* the fatal alert we sent, as RFC 8446 names it, or "" */
+    struct keyproc_link link;     /* --key-process yes: where our keys sign */
+    struct keyproc_holder holder; /* the listener's: the key holder for its children */
+    int kp_status;                /* 1 started, 0 not (yet), < 0 failed (tls_key_process()) */
+    bool child;                   /* the listener's child (tls_child()) */
+    char kp_error[256];           /* ... and why */
     struct keyproc_key keys[KEYPROC_MAX_KEYS]; /* one per --cert, as GnuTLS sees them */
 };
 
@@ -432,6 +433,7 @@ static struct tls *tls_alloc(int rfd, int wfd, char *err, size_t errlen)
     t->wfd = wfd;
     t->id.verify = "NONE";
     t->link.fd = -1;
+    t->holder.ctl = -1;
     return t;
 }
 
@@ -891,9 +893,8 @@ static void fork_key_process(struct tls *t)
 {
     int r;
 
-    /* The listener keeps the keys' text for its children: each forks its own. */
-    if (!t->cfg->key_process || t->n_pem == 0 || t->kp_status != 0 ||
-        (t->cfg->listener && !t->child))
+    /* The listener forks one key holder for all its children. */
+    if (!t->cfg->key_process || t->n_pem == 0 || t->kp_status != 0 || t->child)
         return;
     r = start_key_process(t, t->cfg->check ? (unsigned)t->n_pem : 0, t->kp_error,
                           sizeof t->kp_error);
@@ -1060,7 +1061,12 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
     keys.n = i;
     t->link.err = t->error;
     t->link.errlen = sizeof t->error;
-    r = keyproc_start(t->cfg, &keys, budget, forget_for_key_process, t, &t->link, err, errlen);
+    if (t->cfg->listener)
+        r = keyproc_holder_start(t->cfg, &keys, forget_for_key_process, t, &t->holder, err,
+                                 errlen);
+    else
+        r = keyproc_start(t->cfg, &keys, budget, forget_for_key_process, t, &t->link, err,
+                          errlen);
     if (r < 0)
         return r;
     /* From here on the keys are the key process's only. */
@@ -1075,11 +1081,40 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
     return 0;
 }
 
-/* 0, or -1 (-2: the key process could not drop its privileges) with err. */
-void tls_child(struct tls *t)
+int tls_holder_link(struct tls *t)
+{
+    char err[256];
+    int fd;
+
+    if (!t->cfg->key_process || t->n_pem == 0)
+        return -1;
+    fd = keyproc_holder_link(&t->holder, err, sizeof err);
+    if (fd < 0)
+        snprintf(t->kp_error, sizeof t->kp_error, "%s", err);
+    return fd;
+}
+
+bool tls_holder_is(const struct tls *t, pid_t pid)
+{
+    return t->holder.pid > 0 && t->holder.pid == pid;
+}
+
+void tls_child(struct tls *t, int link_fd)
 {
     t->child = true;
-    fork_key_process(t);
+    keyproc_holder_release(&t->holder);
+    t->holder.pid = 0;
+    if (!t->cfg->key_process || t->n_pem == 0)
+        return;
+    if (link_fd < 0) {
+        if (t->kp_error[0] == '\0')
+            snprintf(t->kp_error, sizeof t->kp_error,
+                     "key process: the listener's key holder is not running");
+        t->kp_status = -1;
+        return;
+    }
+    keyproc_attach(t->cfg, &t->link, link_fd);
+    t->kp_status = 1;
 }
 
 int tls_key_process(struct tls *t, char *err, size_t errlen)
@@ -1570,6 +1605,7 @@ void tls_free(struct tls *t)
         gnutls_free(t->pem[--t->n_pem].data);
     gnutls_free(t->key_pem.data);
     keyproc_stop(&t->link);
+    keyproc_holder_release(&t->holder);
     while (t->n_ours > 0)
         gnutls_pcert_deinit(&t->ours[--t->n_ours]);
     if (t->our_key != NULL)

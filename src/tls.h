@@ -59,12 +59,23 @@ void tls_attach(struct tls *t, int rfd, int wfd);
 int tls_prepare(struct tls *t, char *err, size_t errlen);
 
 /*
- * The listener's child, right after the fork: with --key-process, fork this
- * connection's key process from the keys' text the listener keeps, and
- * erase this process's copy of it (as tls_new() does in the exec model).
- * A failure is reported by tls_key_process().
+ * The listener, before it forks a child: with --key-process, a new link to
+ * the listener's key holder for that child (keyproc.h), or -1 (none: no
+ * key process, or the holder is not there; the child then says why).
  */
-void tls_child(struct tls *t);
+int tls_holder_link(struct tls *t);
+
+/* The listener: is pid its current key holder? */
+bool tls_holder_is(const struct tls *t, pid_t pid);
+
+/*
+ * The listener's child, right after the fork: it closes the holder's
+ * control socket (a child never talks to the listener's processes but
+ * through its own link) and, with --key-process, signs through link_fd
+ * (from tls_holder_link()); no key process is forked. A missing link is
+ * reported by tls_key_process().
+ */
+void tls_child(struct tls *t, int link_fd);
 
 /*
  * --check: load everything as tls_new() does and, in addition, check that
