@@ -642,7 +642,11 @@ void keyproc_attach(const struct config *cfg, struct keyproc_link *link, int fd)
     if (link->timeout_ms == 0)
         link->timeout_ms = cfg->timeout_handshake * 1000;
 #ifdef TEST_HOOKS
+    /* stall-if:FILE: this child stalls in the middle of its request if
+     * FILE exists now (before the sandbox: it may look at files). */
     link->hook = getenv("TLSFILTER_TEST_KEYPROC");
+    if (link->hook != NULL && strncmp(link->hook, "stall-if:", 9) == 0)
+        link->hook = access(link->hook + 9, F_OK) == 0 ? "stall" : NULL;
 #endif
 }
 
@@ -753,14 +757,15 @@ static int ask(struct keyproc_key *kk, uint8_t op, gnutls_sign_algorithm_t algo,
     /* A network side gone wrong: past the bound, or half a request. */
     if (l->hook != NULL && strcmp(l->hook, "past-bound") == 0)
         times = KEYPROC_MAX_REQUESTS + 1;
-    if (l->hook != NULL && strcmp(l->hook, "truncated") == 0)
+    if (l->hook != NULL && (strcmp(l->hook, "truncated") == 0 || strcmp(l->hook, "stall") == 0))
         send_len = data->size / 2;
 #endif
     while (times-- > 0) {
         if (write_full(l->fd, &rq, sizeof rq, 0) < 0 ||
             write_full(l->fd, data->data, send_len, 0) < 0)
             return link_fail(l, "gone (it ended or was killed)");
-        if (send_len < data->size)
+        /* (truncated: the end of file says so; stall: nothing more, ever.) */
+        if (send_len < data->size && l->hook != NULL && strcmp(l->hook, "truncated") == 0)
             shutdown(l->fd, SHUT_WR);
         if (read_full(l->fd, &a, sizeof a, now_ms() + l->timeout_ms) != (ssize_t)sizeof a)
             return link_fail(l, "no answer (it ended or was killed)");

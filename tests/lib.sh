@@ -213,6 +213,9 @@ trap _cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 # wait_for SECS CMD...: poll CMD every 50 ms until it succeeds or SECS pass.
+# CMD's arguments are expanded once, by the caller: a condition on a count
+# that changes goes in a function or in single quotes after eval
+# (wait_for 5 eval 'test "$(count ...)" -ge 2'), never as test "$(...)".
 wait_for() {
 	local secs=$1 i n
 	shift
@@ -735,10 +738,11 @@ xinetd_start() {
 # systemd-socket-activate (LISTEN_FDS, as a socket unit with Accept=no) on a
 # fresh port; TLSF_PID is the listener (the activator execs it). The
 # activator passes only the variables named with -E: the sanitizers' options
-# (scripts/sanitize.sh: their report files) are named when set.
+# (scripts/sanitize.sh: their report files) and the key process's test hook
+# are named when set.
 sa_start() {
 	local envs=() v
-	for v in ASAN_OPTIONS UBSAN_OPTIONS; do
+	for v in ASAN_OPTIONS UBSAN_OPTIONS TLSFILTER_TEST_KEYPROC; do
 		[ -n "${!v:-}" ] && envs+=(-E "$v")
 	done
 	xinetd_new_id
