@@ -17,6 +17,12 @@
  * loss weakens nothing become notes: a key that checks or restricts
  * something (CRLs, OCSP, ident, checkIP, fips = yes) is refused.
  *
+ * A few keys are tlsfilter's own, for what stunnel has no key for (priority,
+ * the listener's limits, the key process, the sandbox): so that a service
+ * can live in the file alone, without options after --config. They are
+ * named after their long option in stunnel's camelCase (--max-per-source:
+ * maxPerSource) and parsed by options.c's parsers, with its ranges.
+ *
  * The file is applied all or nothing: it is parsed into a copy of the
  * caller's config, and the copy replaces it only once the whole file has
  * been accepted.
@@ -623,6 +629,42 @@ static int on_protocol(struct parser *p, const char *key, const char *value)
                 key, value);
 }
 
+/* ---- tlsfilter's own keys ---------------------------------------------- */
+
+/* maxConnections, maxPerSource, maxRate: options_set_limit() holds the ranges. */
+static int limit(struct parser *p, const char *key, const char *value, enum options_limit which)
+{
+    char why[64];
+
+    if (options_set_limit(&p->cfg, which, value, why, sizeof why) < 0)
+        return fail(p, "%s = %s: %s", key, value, why);
+    return 0;
+}
+
+static int on_max_connections(struct parser *p, const char *key, const char *value)
+{
+    return limit(p, key, value, OPTIONS_MAX_CONNECTIONS);
+}
+
+static int on_max_per_source(struct parser *p, const char *key, const char *value)
+{
+    return limit(p, key, value, OPTIONS_MAX_PER_SOURCE);
+}
+
+static int on_max_rate(struct parser *p, const char *key, const char *value)
+{
+    return limit(p, key, value, OPTIONS_MAX_RATE);
+}
+
+static int on_exit_idle(struct parser *p, const char *key, const char *value)
+{
+    /* Unlike the TIMEOUT keys, 0 is a value here: never exit (the default). */
+    if (options_parse_seconds(value, &p->cfg.exit_idle) < 0)
+        return fail(p, "%s = %s: expected a number of seconds (0-604800; 0: never)", key,
+                    value);
+    return 0;
+}
+
 /* ---- the key table ---------------------------------------------------- */
 
 typedef int handler(struct parser *p, const char *key, const char *value);
@@ -711,11 +753,19 @@ static const struct key keys[] = {
     CALL("TIMEOUTclose", on_timeout_close),
     SECONDS("TIMEOUTconnect", timeout_connect),
     SECONDS("TIMEOUTbusy", timeout_handshake),
-    STRING("priority", priority),
     CALL("sslVersion", on_ssl_version),
     CALL("sslVersionMin", on_ssl_version_min),
     CALL("sslVersionMax", on_ssl_version_max),
     CALL("options", on_options),
+
+    /* tlsfilter's own: stunnel has no key for these (see the top of this file). */
+    STRING("priority", priority),
+    CALL("maxConnections", on_max_connections),
+    CALL("maxPerSource", on_max_per_source),
+    CALL("maxRate", on_max_rate),
+    CALL("exitIdle", on_exit_idle),
+    BOOL("keyProcess", key_process),
+    BOOL("sandbox", sandbox),
 
     /* Accepted without effect, with a note. */
     NOTE("accept", "accept ignored: the launcher (xinetd, inetd, systemd) owns the "

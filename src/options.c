@@ -243,6 +243,22 @@ int options_parse_seconds(const char *arg, unsigned *out)
     return 0;
 }
 
+int options_set_limit(struct config *cfg, enum options_limit which, const char *arg, char *why,
+                      size_t whylen)
+{
+    unsigned *field = which == OPTIONS_MAX_CONNECTIONS  ? &cfg->max_connections
+                      : which == OPTIONS_MAX_PER_SOURCE ? &cfg->max_per_source
+                                                        : &cfg->max_rate;
+    long min = which == OPTIONS_MAX_CONNECTIONS ? 1 : 0, v;
+
+    if (parse_long(arg, min, 65536, &v) < 0) {
+        snprintf(why, whylen, "expected a number (%ld-65536)", min);
+        return -1;
+    }
+    *field = (unsigned)v;
+    return 0;
+}
+
 static int parse_level(const char *s, int *level)
 {
     long v;
@@ -516,8 +532,8 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
         case OPT_KEY_PROCESS:
         case OPT_SANDBOX:
             if (strcmp(optarg, "yes") != 0 && strcmp(optarg, "no") != 0) {
-                fail(errbuf, errlen, "%s %s: expected yes or no", flag_name(c, name, sizeof name),
-                     optarg);
+                fail(errbuf, errlen, "%s %s: expected yes or no",
+                     flag_name(c, name, sizeof name), optarg);
                 return OPTIONS_ERROR;
             }
             *(c == OPT_KEY_PROCESS ? &cfg->key_process : &cfg->sandbox) = optarg[0] == 'y';
@@ -684,16 +700,15 @@ enum options_result options_parse(int argc, char **argv, struct config *cfg, cha
         case OPT_MAX_CONNECTIONS:
         case OPT_MAX_PER_SOURCE:
         case OPT_MAX_RATE: {
-            unsigned *limit = c == OPT_MAX_CONNECTIONS  ? &cfg->max_connections
-                              : c == OPT_MAX_PER_SOURCE ? &cfg->max_per_source
-                                                        : &cfg->max_rate;
-            long v;
-            if (parse_long(optarg, c == OPT_MAX_CONNECTIONS ? 1 : 0, 65536, &v) < 0) {
-                fail(errbuf, errlen, "%s %s: expected a number (%d-65536)",
-                     flag_name(c, name, sizeof name), optarg, c == OPT_MAX_CONNECTIONS ? 1 : 0);
+            char why[64];
+            if (options_set_limit(cfg,
+                                  c == OPT_MAX_CONNECTIONS  ? OPTIONS_MAX_CONNECTIONS
+                                  : c == OPT_MAX_PER_SOURCE ? OPTIONS_MAX_PER_SOURCE
+                                                            : OPTIONS_MAX_RATE,
+                                  optarg, why, sizeof why) < 0) {
+                fail(errbuf, errlen, "%s %s: %s", flag_name(c, name, sizeof name), optarg, why);
                 return OPTIONS_ERROR;
             }
-            *limit = (unsigned)v;
             break;
         }
         case OPT_EXIT_IDLE:

@@ -132,4 +132,16 @@ int options_parse_starttls(const char *name);
 /* Parse a number of seconds (0..86400*7), strictly. 0 or -1. */
 int options_parse_seconds(const char *arg, unsigned *out);
 
+/* The listener's limits, as --max-connections, --max-per-source, --max-rate. */
+enum options_limit { OPTIONS_MAX_CONNECTIONS, OPTIONS_MAX_PER_SOURCE, OPTIONS_MAX_RATE };
+
+/*
+ * Set one listener limit of cfg from arg, strictly: max_connections
+ * 1-65536 (0 would refuse every connection), the other two 0-65536 (0: no
+ * limit). 0, or -1 with cfg unchanged and why set to "expected ..." (the
+ * caller names the option or key and the value before it).
+ */
+int options_set_limit(struct config *cfg, enum options_limit which, const char *arg, char *why,
+                      size_t whylen);
+
 #endif

@@ -482,8 +482,8 @@ static void test_values(void)
            "protocol = IMAP maps to --starttls imap");
     TAP_OK(LOAD("protocol = pop3\n") == 0 && cfg.starttls == STARTTLS_POP3,
            "protocol = pop3 maps to --starttls pop3");
-    TAP_OK(LOAD("protocol = ldap\n") == -1 && says(err, ":1: protocol = ldap is not supported") &&
-               cfg.starttls == 0,
+    TAP_OK(LOAD("protocol = ldap\n") == -1 &&
+               says(err, ":1: protocol = ldap is not supported") && cfg.starttls == 0,
            "protocol = ldap refused: %s", where(err));
     TAP_OK(LOAD("protocol = proxy\n") == 0 && cfg.proxy_protocol == 1,
            "protocol = proxy maps to --proxy-protocol v1");
@@ -585,6 +585,72 @@ static void test_client_names(void)
            "sni in server mode refused");
 }
 
+/*
+ * tlsfilter's own keys for the options stunnel has no key for: the same
+ * ranges as the long options, the errors naming line and key, and a bad
+ * value leaving the caller's config as it was (load() checks that).
+ */
+static void test_own_keys(void)
+{
+    static const struct {
+        const char *text, *want; /* want: the message after the file's name */
+    } bad[] = {
+        /* 0 would refuse every client. */
+        {"cert = /a.pem\nmaxConnections = 0\n",
+         ":2: maxConnections = 0: expected a number (1-65536)"},
+        {"maxConnections = 65537\n", ":1: maxConnections = 65537: expected a number (1-65536)"},
+        {"maxPerSource = -1\n", ":1: maxPerSource = -1: expected a number (0-65536)"},
+        {"maxRate = 10/s\n", ":1: maxRate = 10/s: expected a number (0-65536)"},
+        {"maxRate = 99999999999999999999\n",
+         ":1: maxRate = 99999999999999999999: expected a number (0-65536)"},
+        {"\nexitIdle = 604801\n",
+         ":2: exitIdle = 604801: expected a number of seconds (0-604800; 0: never)"},
+        {"exitIdle = 5m\n",
+         ":1: exitIdle = 5m: expected a number of seconds (0-604800; 0: never)"},
+        {"keyProcess = off\n", ":1: keyProcess = off: expected yes or no"},
+        {"sandbox = 0\n", ":1: sandbox = 0: expected yes or no"},
+        /* The long option's spelling is not a key. */
+        {"max-connections = 5\n", ":1: unknown option 'max-connections'"},
+    };
+    struct config cfg, before;
+    char err[512];
+    size_t i;
+
+    base(&before);
+    TAP_OK(before.max_connections == 64 && before.max_per_source == 0 && before.max_rate == 0 &&
+               before.exit_idle == 0 && before.key_process && before.sandbox,
+           "(the defaults these keys change)");
+    TAP_OK(LOAD("maxConnections = 256\nmaxPerSource = 32\nmaxRate = 10\nexitIdle = 600\n"
+                "keyProcess = no\nsandbox = no\n") == 0,
+           "maxConnections, maxPerSource, maxRate, exitIdle, keyProcess, sandbox (%s)", err);
+    TAP_OK(cfg.max_connections == 256 && cfg.max_per_source == 32 && cfg.max_rate == 10 &&
+               cfg.exit_idle == 600,
+           "the listener's limits and exitIdle set");
+    TAP_OK(!cfg.key_process && !cfg.sandbox, "keyProcess = no and sandbox = no set");
+    TAP_OK(cfg.n_notes == 0, "none of them is a note: they take effect (%zu notes)",
+           cfg.n_notes);
+    TAP_OK(LOAD("MAXCONNECTIONS = 1\nmaxpersource = 0\nMaxRate = 65536\nEXITIDLE = 0\n"
+                "KeyProcess = YES\nSANDBOX = Yes\n") == 0 &&
+               cfg.max_connections == 1 && cfg.max_per_source == 0 && cfg.max_rate == 65536 &&
+               cfg.exit_idle == 0 && cfg.key_process && cfg.sandbox,
+           "keys case-insensitive; the ends of each range accepted; yes in any case");
+    TAP_OK(LOAD("keyProcess = no\n") == 0 && !cfg.key_process && cfg.sandbox &&
+               cfg.max_connections == before.max_connections &&
+               cfg.max_per_source == before.max_per_source && cfg.max_rate == before.max_rate &&
+               cfg.exit_idle == before.exit_idle,
+           "keyProcess = no changes nothing else");
+    TAP_OK(LOAD("sandbox = no\n") == 0 && !cfg.sandbox && cfg.key_process,
+           "sandbox = no changes nothing else");
+
+    /* Bad values: FILE:LINE: KEY = VALUE: what was expected, as the options say it. */
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int r = LOAD(bad[i].text);
+        TAP_OK(r == -1 && strcmp(where(err), bad[i].want) == 0, "refused: FILE%s", bad[i].want);
+        if (r != -1 || strcmp(where(err), bad[i].want) != 0)
+            printf("#   got: %s\n", r == -1 ? where(err) : "(loaded)");
+    }
+}
+
 /* The options.c hook: "tlsfilter FILE" and "--config FILE", taken in order. */
 static void test_hook(void)
 {
@@ -622,6 +688,45 @@ static void test_hook(void)
                "tlsfilter MISSING-FILE: configuration error (78) naming the file (%s)", err);
     }
     {
+        /* tlsfilter's own keys, taken in order with the options like any other. */
+        static const char text[] = "connect = 110\nkeyProcess = no\nmaxConnections = 8\n";
+        char file[4096];
+        char *alone[] = {(char *)"tlsfilter", file, NULL};
+        char *after[] = {(char *)"tlsfilter",         (char *)"--config", file,
+                         (char *)"--max-connections", (char *)"9",        NULL};
+        char *before[] = {(char *)"tlsfilter",
+                          (char *)"--key-process",
+                          (char *)"yes",
+                          (char *)"--config",
+                          file,
+                          NULL};
+
+        snprintf(file, sizeof file, "%s", write_tmp(text, sizeof text - 1));
+        TAP_OK(options_parse(2, alone, &cfg, err, sizeof err) == OPTIONS_RUN &&
+                   !cfg.key_process && cfg.max_connections == 8,
+               "tlsfilter FILE: keyProcess = no and maxConnections = 8 apply (%s)", err);
+        TAP_OK(options_parse(5, after, &cfg, err, sizeof err) == OPTIONS_RUN &&
+                   cfg.max_connections == 9 && !cfg.key_process,
+               "--config FILE --max-connections 9: the later option wins (%s)", err);
+        TAP_OK(options_parse(5, before, &cfg, err, sizeof err) == OPTIONS_RUN &&
+                   !cfg.key_process,
+               "--key-process yes --config FILE: the file wins (%s)", err);
+        unlink(file);
+    }
+    {
+        static const char text[] = "connect = 110\nmaxConnections = 0\n";
+        char file[4096], want[4200];
+        char *alone[] = {(char *)"tlsfilter", file, NULL};
+
+        snprintf(file, sizeof file, "%s", write_tmp(text, sizeof text - 1));
+        snprintf(want, sizeof want, "%s:2: maxConnections = 0: expected a number (1-65536)",
+                 file);
+        TAP_OK(options_parse(2, alone, &cfg, err, sizeof err) == OPTIONS_CONFIG_ERROR,
+               "tlsfilter FILE with maxConnections = 0: a configuration error (exit 78)");
+        TAP_STREQ(err, want, "... naming the file, the line and the key");
+        unlink(file);
+    }
+    {
         char *argv[] = {(char *)"tlsfilter", (char *)"25", (char *)"-r", NULL};
         TAP_OK(options_parse(3, argv, &cfg, err, sizeof err) == OPTIONS_ERROR,
                "two arguments are not the file form");
@@ -638,6 +743,7 @@ int main(void)
     test_values();
     test_versions();
     test_client_names();
+    test_own_keys();
     test_hook();
     return tap_done();
 }

@@ -175,6 +175,21 @@ int main(void)
     TAP_OK(options_parse_seconds("99999999999999999999", &secs) < 0, "overflow refused");
     TAP_OK(options_parse_seconds("604800", &secs) == 0 && secs == 604800, "a week is fine");
 
+    /* The listener's limits (options_set_limit(), which the configuration file uses too). */
+    TAP_OK(PARSE("-r", "143", "--max-connections", "1", "--max-per-source", "0", "--max-rate",
+                 "65536") == OPTIONS_RUN &&
+               cfg.max_connections == 1 && cfg.max_per_source == 0 && cfg.max_rate == 65536,
+           "--max-connections 1, --max-per-source 0, --max-rate 65536");
+    TAP_OK(PARSE("-r", "143", "--max-connections", "0") == OPTIONS_ERROR &&
+               strcmp(err, "--max-connections 0: expected a number (1-65536)") == 0,
+           "--max-connections 0 refused: %s", err);
+    TAP_OK(PARSE("-r", "143", "--max-rate", "65537") == OPTIONS_ERROR &&
+               strcmp(err, "--max-rate 65537: expected a number (0-65536)") == 0,
+           "--max-rate 65537 refused: %s", err);
+    TAP_OK(PARSE("-r", "143", "--max-per-source", "-1") == OPTIONS_ERROR &&
+               strstr(err, "--max-per-source") != NULL,
+           "--max-per-source -1 refused");
+
     /* Accepted with a note, never silently. */
     TAP_OK(PARSE("-r", "143", "-P", "/var/run/x.pid") == OPTIONS_RUN && cfg.n_notes == 1 &&
                strstr(cfg.notes[0], "-P") != NULL,
