@@ -282,7 +282,7 @@ int listener_run(const struct config *cfg, int lfd, const struct listener_ops *o
     struct listener l = {.cfg = cfg, .ops = ops, .rate_second = -1, .link_fd = -1};
     long long idle_since = now_ms(), deadline = -1, kill_at = -1;
     unsigned i, forced = 0;
-    bool stopping = false;
+    bool stopping = false, busy;
     int status = 0;
 
     *child = false;
@@ -311,6 +311,7 @@ int listener_run(const struct config *cfg, int lfd, const struct listener_ops *o
         long long now, wait = -1;
         char drain[64];
 
+        busy = l.n > 0;
         reap(&l);
         if (hup) {
             hup = 0;
@@ -342,7 +343,9 @@ int listener_run(const struct config *cfg, int lfd, const struct listener_ops *o
         }
         if (stopping && l.n == 0)
             break;
-        if (l.n > 0)
+        /* Idle from the moment the last session ended (this pass reaped
+         * it), not from the last time a busy listener woke up. */
+        if (l.n > 0 || busy)
             idle_since = now;
         if (!stopping && cfg->exit_idle > 0 && l.n == 0 &&
             now - idle_since >= cfg->exit_idle * 1000LL) {
