@@ -634,6 +634,21 @@ void keyproc_holder_release(struct keyproc_holder *h)
     h->ctl = -1;
 }
 
+void keyproc_holder_stop(struct keyproc_holder *h, unsigned ms)
+{
+    long long until = now_ms() + ms;
+    pid_t r;
+
+    keyproc_holder_release(h);
+    while (h->pid > 0) {
+        r = waitpid(h->pid, NULL, WNOHANG);
+        if (r == h->pid || (r < 0 && errno != EINTR) || now_ms() >= until)
+            break;
+        poll(NULL, 0, 10);
+    }
+    h->pid = 0;
+}
+
 void keyproc_attach(const struct config *cfg, struct keyproc_link *link, int fd)
 {
     link->fd = fd;
@@ -747,6 +762,7 @@ static int ask(struct keyproc_key *kk, uint8_t op, gnutls_sign_algorithm_t algo,
     struct answer a;
     size_t send_len = data->size;
     unsigned times = 1;
+    bool hang_up = false;
     char why[160];
 
     if (l->fd < 0)
@@ -759,13 +775,14 @@ static int ask(struct keyproc_key *kk, uint8_t op, gnutls_sign_algorithm_t algo,
         times = KEYPROC_MAX_REQUESTS + 1;
     if (l->hook != NULL && (strcmp(l->hook, "truncated") == 0 || strcmp(l->hook, "stall") == 0))
         send_len = data->size / 2;
+    /* truncated: the end of file says so; stall: nothing more, ever. */
+    hang_up = l->hook != NULL && strcmp(l->hook, "truncated") == 0;
 #endif
     while (times-- > 0) {
         if (write_full(l->fd, &rq, sizeof rq, 0) < 0 ||
             write_full(l->fd, data->data, send_len, 0) < 0)
             return link_fail(l, "gone (it ended or was killed)");
-        /* (truncated: the end of file says so; stall: nothing more, ever.) */
-        if (send_len < data->size && l->hook != NULL && strcmp(l->hook, "truncated") == 0)
+        if (hang_up)
             shutdown(l->fd, SHUT_WR);
         if (read_full(l->fd, &a, sizeof a, now_ms() + l->timeout_ms) != (ssize_t)sizeof a)
             return link_fail(l, "no answer (it ended or was killed)");

@@ -123,6 +123,10 @@ int keyproc_holder_link(struct keyproc_holder *h, char *err, size_t errlen);
  * the listener's reaping of its children). No wait here. */
 void keyproc_holder_release(struct keyproc_holder *h);
 
+/* The listener exits: let the holder go and reap it (its CPU time is the
+ * listener's to account for), waiting up to ms for it to end. */
+void keyproc_holder_stop(struct keyproc_holder *h, unsigned ms);
+
 /* In the listener's child: sign through fd, the link made for it. */
 void keyproc_attach(const struct config *cfg, struct keyproc_link *link, int fd);
 

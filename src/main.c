@@ -886,8 +886,10 @@ int main(int argc, char **argv)
         if ((status = holder_started(&c)) != 0)
             return status;
         status = listener_run(&c.cfg, lfd, &ops, &child, &link_fd);
-        if (!child)
+        if (!child) {
+            tls_holder_stop(c.tls);
             return status;
+        }
         clock_gettime(CLOCK_MONOTONIC, &c.start);
         tls_child(c.tls, link_fd);
         i = 1;

@@ -133,8 +133,8 @@ enum starttls_outcome {
 };
 
 struct starttls_result {
-    unsigned char pre[STARTTLS_CLIENT_BUF]; /* the first TLS bytes (GO_TLS), or the client's leftover
-                              * plaintext for the backend (GO_PLAIN) */
+    unsigned char pre[STARTTLS_CLIENT_BUF]; /* the first TLS bytes (GO_TLS), or the client's
+                                             * leftover plaintext for the backend (GO_PLAIN) */
     size_t n_pre;
     unsigned char back[STARTTLS_BACKEND_LINE]; /* GO_PLAIN: backend bytes not yet relayed */
     size_t n_back;

@@ -1094,6 +1094,11 @@ int tls_holder_link(struct tls *t)
     return fd;
 }
 
+void tls_holder_stop(struct tls *t)
+{
+    keyproc_holder_stop(&t->holder, 1000);
+}
+
 bool tls_holder_is(const struct tls *t, pid_t pid)
 {
     return t->holder.pid > 0 && t->holder.pid == pid;

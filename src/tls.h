@@ -65,6 +65,9 @@ int tls_prepare(struct tls *t, char *err, size_t errlen);
  */
 int tls_holder_link(struct tls *t);
 
+/* The listener, as it exits: its key holder let go and reaped. */
+void tls_holder_stop(struct tls *t);
+
 /* The listener: is pid its current key holder? */
 bool tls_holder_is(const struct tls *t, pid_t pid);
 
