@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -274,6 +275,49 @@ static int holder_started(struct conn *c)
 }
 
 /*
+ * tls_check() of the files as they are now, in a child of its own, its
+ * findings in text: the listener, which holds no private key (its key
+ * holder does), never parses one. 0 when all is well.
+ */
+static int check_in_child(const struct config *cfg, char *text, size_t size)
+{
+    size_t got = 0;
+    ssize_t r;
+    int fds[2], st = 0;
+    pid_t pid;
+
+    text[0] = '\0';
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        FILE *out = fdopen(fds[1], "w");
+        close(fds[0]);
+        _exit(out == NULL || tls_check(cfg, out) != 0 || fclose(out) != 0 ? 1 : 0);
+    }
+    close(fds[1]);
+    /* Read to the end (a child is never left blocked on a full pipe),
+     * keeping what fits. */
+    for (;;) {
+        char more[512];
+        bool room = got + 1 < size;
+
+        r = read(fds[0], room ? text + got : more, room ? size - 1 - got : sizeof more);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || pid < 0)
+            break;
+        if (room)
+            got += (size_t)r;
+    }
+    text[got] = '\0';
+    close(fds[0]);
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/*
  * The listener's SIGHUP: new connections get the files as they are now; a
  * file that no longer loads (or parses: tls_check()) keeps the old ones,
  * with the reason in an error line. Running sessions keep what they had.
@@ -282,26 +326,18 @@ static int reload_credentials(void *p)
 {
     struct conn *c = p;
     struct tls *old = c->tls;
-    char *text = NULL, *line, reason[600];
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    int bad = out == NULL;
+    char text[4096], *line, reason[600];
 
-    if (out != NULL && (!c->cfg.client_mode || c->cfg.cert_set))
-        bad = tls_check(&c->cfg, out) != 0;
-    if (out != NULL)
-        fclose(out);
-    if (bad) {
-        line = text != NULL ? strstr(text, "error: ") : NULL;
+    if ((!c->cfg.client_mode || c->cfg.cert_set) &&
+        check_in_child(&c->cfg, text, sizeof text) != 0) {
+        line = strstr(text, "error: ");
         if (line != NULL)
             line[strcspn(line, "\n")] = '\0';
         log_msg(LOG_ERR, "event=reload-failed reason=%s",
                 log_value(line != NULL ? line + 7 : "the files do not load", reason,
                           sizeof reason));
-        free(text);
         return -1;
     }
-    free(text);
     if (load_credentials(c) != 0 || prepare_credentials(c) != 0 || holder_started(c) != 0) {
         if (c->tls != old)
             tls_free(c->tls);
