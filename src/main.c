@@ -257,6 +257,23 @@ static int prepare_credentials(struct conn *c)
 }
 
 /*
+ * How the key process (or the listener's key holder) started, as a step: 0,
+ * or its one log line (with the peer once there is one) and 71.
+ */
+static int key_process_status(struct conn *c, bool with_peer)
+{
+    char err[512], reason[600];
+    int r = tls_key_process(c->tls, err, sizeof err);
+
+    if (r == 0)
+        return 0;
+    log_msg(LOG_ERR, "event=%s%s%s reason=%s", r == -2 ? "privilege-error" : "system-error",
+            with_peer ? " peer=" : "", with_peer ? c->peer.text : "",
+            log_value(err, reason, sizeof reason));
+    return EX_OSERR;
+}
+
+/*
  * The listener's key holder must be there before it accepts: one that
  * could not start (a user that does not exist, no fork) fails the listener
  * at its start, as a certificate that does not parse does, rather than
@@ -264,14 +281,7 @@ static int prepare_credentials(struct conn *c)
  */
 static int holder_started(struct conn *c)
 {
-    char err[512], reason[600];
-    int r = tls_key_process(c->tls, err, sizeof err);
-
-    if (r == 0)
-        return 0;
-    log_msg(LOG_ERR, "event=%s reason=%s", r == -2 ? "privilege-error" : "system-error",
-            log_value(err, reason, sizeof reason));
-    return EX_OSERR;
+    return key_process_status(c, false);
 }
 
 /*
@@ -488,14 +498,7 @@ static int resolve_backend(struct conn *c)
  */
 static int start_key_process(struct conn *c)
 {
-    char err[512], reason[600];
-    int r = tls_key_process(c->tls, err, sizeof err);
-
-    if (r == 0)
-        return 0;
-    log_msg(LOG_ERR, "event=%s peer=%s reason=%s", r == -2 ? "privilege-error" : "system-error",
-            c->peer.text, log_value(err, reason, sizeof reason));
-    return EX_OSERR;
+    return key_process_status(c, true);
 }
 
 /* Then privileges; only then is a byte read from anyone. */
