@@ -14,8 +14,9 @@
  * src/log.c is not linked: its .preinit_array entry points fd 2 at
  * /dev/null before main(), which would silence the sanitizers' reports.
  * backend.c's log calls (only in backend_spawn's logger, never reached
- * here) get the stubs below, and so does keyproc.c's call into the key
- * process's sandbox (sandbox.c is not linked: no key process runs here).
+ * here) get the stubs below, and so do keyproc.c's calls into the key
+ * process's and the key holder's sandbox (sandbox.c is not linked: no key
+ * process runs here).
  */
 #include "../src/conffile.c"
 
@@ -45,5 +46,11 @@ const char *log_value(const char *s, char *buf, size_t len)
 int sandbox_enter_key(char *err, size_t errlen)
 {
     (void)err, (void)errlen;
+    return 0;
+}
+
+int sandbox_enter_key_holder(unsigned max_fds, char *err, size_t errlen)
+{
+    (void)max_fds, (void)err, (void)errlen;
     return 0;
 }
