@@ -168,7 +168,7 @@ __attribute__((noinline)) static int check(const struct config *cfg)
     printf("%s: seccomp sandbox %s\n", sandbox_available() && cfg->sandbox ? "ok" : "note",
            !sandbox_available() ? "is not built in"
            : cfg->sandbox       ? "is on"
-                                : "is off (--sandbox no)");
+                                : "is off (--sandbox no, or sandbox = no in the file)");
     if (cfg->exec_path != NULL) {
         char inside[4096];
         snprintf(inside, sizeof inside, "%s%s", cfg->chroot_dir ? cfg->chroot_dir : "",
