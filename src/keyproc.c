@@ -423,7 +423,9 @@ static int holder_run(const struct config *cfg, struct keyproc_keys *k)
             ssize_t got = recvmsg(0, &m, MSG_CMSG_CLOEXEC);
             int fd = -1;
 
-            if (got <= 0 && !(got < 0 && errno == EINTR)) {
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0) {
                 listening = false;
                 continue;
             }
@@ -578,13 +580,10 @@ int keyproc_holder_start(const struct config *cfg, struct keyproc_keys *k,
 {
     int r = start(cfg, k, 0, true, forget, arg, &h->ctl, &h->pid, err, errlen);
 
-    if (r < 0) {
-        keyproc_holder_release(h);
-        /* Not ours to wait for long: it said why, or it ended. */
-        while (h->pid > 0 && waitpid(h->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        h->pid = 0;
-    }
+    /* It said why, ended, or never answered: reaped, but never waited for
+     * long (a stuck one dies with us: PR_SET_PDEATHSIG). */
+    if (r < 0)
+        keyproc_holder_stop(h, 1000);
     return r;
 }
 

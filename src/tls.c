@@ -1083,15 +1083,10 @@ static int start_key_process(struct tls *t, unsigned budget, char *err, size_t e
 
 int tls_holder_link(struct tls *t)
 {
-    char err[256];
-    int fd;
-
+    /* A failure's reason is the child's copy of kp_error (tls_child()). */
     if (!t->cfg->key_process || t->n_pem == 0)
         return -1;
-    fd = keyproc_holder_link(&t->holder, err, sizeof err);
-    if (fd < 0)
-        snprintf(t->kp_error, sizeof t->kp_error, "%s", err);
-    return fd;
+    return keyproc_holder_link(&t->holder, t->kp_error, sizeof t->kp_error);
 }
 
 void tls_holder_stop(struct tls *t)
